@@ -1,0 +1,138 @@
+"""Anthropic Messages API ↔ OpenAI chat completions, both ways, streaming included."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from nexus.adapters.anthropic_request import to_messages_request
+from nexus.adapters.base import UpstreamRequest, Usage
+from nexus.adapters.sse import DONE, data_of, frame
+from nexus.backends.backend import Backend
+from nexus.backends.discovery import request_headers
+from nexus.routing.request import Endpoint
+
+Json = dict[str, Any]
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
+
+
+def to_chat_completion(message: Json, model: str) -> Json:
+    text = "".join(b.get("text", "") for b in message.get("content", []) if b["type"] == "text")
+    calls = [{"id": b["id"], "type": "function",
+              "function": {"name": b["name"], "arguments": msgspec.json.encode(
+                  b.get("input", {})).decode()}}
+             for b in message.get("content", []) if b["type"] == "tool_use"]
+    reply: Json = {"role": "assistant", "content": text or None}
+    if calls:
+        reply["tool_calls"] = calls
+    usage = _usage(message.get("usage") or {})
+    return {"id": f"chatcmpl-{message.get('id', '')}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": reply, "logprobs": None,
+                         "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "",
+                                                             "stop")}],
+            "usage": _usage_json(usage)}
+
+
+def _usage(raw: Json) -> Usage:
+    return Usage(prompt_tokens=int(raw.get("input_tokens") or 0),
+                 completion_tokens=int(raw.get("output_tokens") or 0))
+
+
+def _usage_json(usage: Usage) -> Json:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+class AnthropicStream:
+    """Turns message_start / content_block_* / message_delta events into chat chunks."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self._id = "chatcmpl-"
+        self._created = int(time.time())
+        self._tool_index: dict[int, int] = {}
+
+    def feed(self, event: bytes) -> list[bytes]:
+        try:
+            data = msgspec.json.decode(data_of(event))
+        except msgspec.DecodeError:
+            return []
+        handler = getattr(self, f"_on_{data.get('type', '')}", None)
+        return handler(data) if handler else []
+
+    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
+        return frame({"id": self._id, "object": "chat.completion.chunk",
+                      "created": self._created, "model": self.model,
+                      "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                   "finish_reason": finish}]})
+
+    def _on_message_start(self, data: Json) -> list[bytes]:
+        message = data.get("message", {})
+        self._id = f"chatcmpl-{message.get('id', '')}"
+        self.usage = _usage(message.get("usage") or {})
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _on_content_block_start(self, data: Json) -> list[bytes]:
+        block = data.get("content_block", {})
+        if block.get("type") != "tool_use":
+            return []
+        index = self._tool_index.setdefault(data.get("index", 0), len(self._tool_index))
+        call = {"index": index, "id": block.get("id", ""), "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""}}
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _on_content_block_delta(self, data: Json) -> list[bytes]:
+        delta = data.get("delta", {})
+        if delta.get("type") == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if delta.get("type") == "input_json_delta":
+            index = self._tool_index.get(data.get("index", 0), 0)
+            call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
+            return [self._chunk({"tool_calls": [call]})]
+        return []
+
+    def _on_message_delta(self, data: Json) -> list[bytes]:
+        output = (data.get("usage") or {}).get("output_tokens")
+        if output is not None:
+            usage = self.usage or Usage()
+            self.usage = Usage(usage.prompt_tokens, int(output))
+        reason = (data.get("delta") or {}).get("stop_reason") or ""
+        return [self._chunk({}, FINISH_REASONS.get(reason, "stop"))]
+
+    def _on_message_stop(self, data: Json) -> list[bytes]:
+        events = []
+        if self.include_usage and self.usage is not None:
+            events.append(frame({"id": self._id, "object": "chat.completion.chunk",
+                                 "created": self._created, "model": self.model,
+                                 "choices": [], "usage": _usage_json(self.usage)}))
+        return [*events, DONE]
+
+    def _on_error(self, data: Json) -> list[bytes]:
+        error = data.get("error") or {}
+        return [frame({"error": {"message": error.get("message", "upstream error"),
+                                 "type": error.get("type", "api_error"),
+                                 "code": "backend_error", "param": None}})]
+
+
+class AnthropicAdapter:
+    def prepare(self, backend: Backend, endpoint: Endpoint, payload: Json,
+                stream: bool) -> UpstreamRequest:
+        headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01",
+                   **request_headers(backend)}
+        body = msgspec.json.encode(to_messages_request(payload, stream))
+        return UpstreamRequest(url=backend.base_url + "/v1/messages", headers=headers, body=body)
+
+    def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+        completion = to_chat_completion(msgspec.json.decode(body), model)
+        usage = Usage(**{k: completion["usage"][k] for k in ("prompt_tokens",
+                                                               "completion_tokens")})
+        return msgspec.json.encode(completion), usage
+
+    def stream_translator(self, model: str, include_usage: bool) -> AnthropicStream:
+        return AnthropicStream(model, include_usage)

@@ -1,0 +1,37 @@
+"""The adapter contract: how one API family is asked and how its answers are read."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+from nexus.backends.backend import Backend
+from nexus.routing.request import Endpoint
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class UpstreamRequest(msgspec.Struct):
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StreamTranslator(Protocol):
+    usage: Usage | None
+
+    def feed(self, event: bytes) -> list[bytes]:
+        """One upstream SSE event in; zero or more OpenAI SSE events (framed) out."""
+
+
+class Adapter(Protocol):
+    def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
+                stream: bool) -> UpstreamRequest: ...
+
+    def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]: ...
+
+    def stream_translator(self, model: str, include_usage: bool) -> StreamTranslator: ...

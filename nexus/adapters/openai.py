@@ -1,0 +1,75 @@
+"""OpenAI-compatible backends (Ollama, vLLM, llama.cpp, LM Studio, OpenAI): pass through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from nexus.adapters.base import UpstreamRequest, Usage
+from nexus.adapters.sse import DONE, data_of
+from nexus.backends.backend import Backend
+from nexus.backends.discovery import request_headers
+from nexus.routing.request import Endpoint
+
+PATHS: dict[Endpoint, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: Usage | None = None
+    choices: list[Any] | None = None
+
+
+_decode_usage = msgspec.json.Decoder(_UsageOnly).decode
+
+
+def read_usage(body: bytes) -> tuple[Usage | None, bool]:
+    """(usage, has_choices) of one response body or stream chunk; never raises."""
+    try:
+        parsed = _decode_usage(body)
+    except msgspec.DecodeError:
+        return None, True
+    return parsed.usage, bool(parsed.choices)
+
+
+class OpenAIStream:
+    """Forwards events unchanged; reads usage, and hides the usage chunk nobody asked for."""
+
+    __slots__ = ("include_usage", "usage")
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+
+    def feed(self, event: bytes) -> list[bytes]:
+        if b'"usage"' in event:
+            usage, has_choices = read_usage(data_of(event))
+            if usage is not None:
+                self.usage = usage
+                if not has_choices and not self.include_usage:
+                    return []
+        if event.startswith(b"data: [DONE]"):
+            return [DONE]
+        return [event + b"\n\n"]
+
+
+class OpenAIAdapter:
+    def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
+                stream: bool) -> UpstreamRequest:
+        if stream and endpoint != "embeddings":
+            options = payload.get("stream_options")
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                         "include_usage": True}
+        headers = {"Content-Type": "application/json", **request_headers(backend)}
+        return UpstreamRequest(url=backend.base_url + PATHS[endpoint], headers=headers,
+                               body=msgspec.json.encode(payload))
+
+    def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+        return body, read_usage(body)[0]
+
+    def stream_translator(self, model: str, include_usage: bool) -> OpenAIStream:
+        return OpenAIStream(include_usage)

@@ -1,0 +1,63 @@
+"""One configured backend and what this replica knows about it right now."""
+
+from __future__ import annotations
+
+import os
+
+from nexus.backends.health import HealthTracker
+from nexus.backends.kinds import KINDS, Api, Kind, base_url
+from nexus.config.schema import BackendConfig, HealthCheckConfig
+
+LATENCY_EMA_ALPHA = 0.2
+
+
+class Backend:
+    __slots__ = ("_api_key", "base_url", "config", "discovered", "health", "in_flight", "kind",
+                 "latency_ema_ms", "models", "name")
+
+    def __init__(self, config: BackendConfig, health: HealthCheckConfig,
+                 environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.config = config
+        self.name = config.name
+        self.kind: Kind = KINDS[config.type]
+        self.base_url = base_url(config.url)
+        self._api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
+        self.health = HealthTracker(health.failure_threshold, health.recovery_threshold)
+        self.discovered: frozenset[str] = frozenset()
+        self.models: frozenset[str] = frozenset(config.models)
+        self.in_flight = 0
+        self.latency_ema_ms: float | None = None
+        if self.kind.cloud and not self._api_key:
+            self.health.unreachable(f"environment variable {config.api_key_env} is not set")
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"Backend({self.name!r}, {self.config.type}, {self.health.state.value})"
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.kind.cloud
+
+    @property
+    def api(self) -> Api:
+        return self.kind.api
+
+    @property
+    def at_capacity(self) -> bool:
+        return self.in_flight >= self.config.max_concurrent
+
+    @property
+    def load(self) -> float:
+        return min(1.0, self.in_flight / self.config.max_concurrent)
+
+    def set_discovered(self, models: frozenset[str]) -> None:
+        self.discovered = models
+        self.models = models | frozenset(self.config.models)
+
+    def observe_latency(self, millis: float) -> None:
+        ema = self.latency_ema_ms
+        self.latency_ema_ms = millis if ema is None else ema + LATENCY_EMA_ALPHA * (millis - ema)

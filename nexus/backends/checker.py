@@ -1,0 +1,84 @@
+"""Active health checks: model discovery on every backend, every interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from nexus.backends.backend import Backend
+from nexus.backends.discovery import (
+    Discovery,
+    is_loading,
+    loading_eta,
+    parse_models,
+    request_headers,
+)
+from nexus.backends.registry import Registry
+from nexus.config.schema import HealthCheckConfig
+
+log = logging.getLogger(__name__)
+
+
+class HealthChecker:
+    def __init__(self, registry: Registry, session: aiohttp.ClientSession,
+                 config: HealthCheckConfig) -> None:
+        self.registry = registry
+        self.session = session
+        self.config = config
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self.config.interval_seconds
+            await self.check_all()
+            await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free period
+
+    async def check_all(self) -> None:
+        results = await asyncio.gather(*(self.discover(b) for b in self.registry))
+        for backend, result in zip(self.registry, results, strict=True):
+            self.apply(backend, result)
+        self.registry.reindex()
+
+    async def discover(self, backend: Backend) -> Discovery:
+        if backend.is_cloud and not backend.api_key:
+            return Discovery(error=backend.health.reason)
+        url = backend.base_url + backend.kind.discovery_path
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        try:
+            async with self.session.get(url, headers=request_headers(backend),
+                                        timeout=timeout) as response:
+                body = await response.read()
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except TimeoutError:
+            return Discovery(error=f"health check timed out after {self.config.timeout_seconds}s")
+        except aiohttp.ClientError as exc:
+            return Discovery(error=f"unreachable: {exc.__class__.__name__}")
+        return self._interpret(backend, status, body, retry_after)
+
+    def _interpret(self, backend: Backend, status: int, body: bytes,
+                   retry_after: str | None) -> Discovery:
+        if is_loading(status, body):
+            return Discovery(loading=True, loading_eta=loading_eta(body, retry_after))
+        if status != 200:
+            return Discovery(error=f"model discovery answered HTTP {status}")
+        try:
+            return Discovery(models=parse_models(backend.config.type, body))
+        except (ValueError, KeyError, TypeError):
+            return Discovery(error="model discovery returned an unreadable model list")
+
+    @staticmethod
+    def apply(backend: Backend, result: Discovery) -> None:
+        before = backend.health.state
+        if result.loading:
+            backend.health.loading(result.loading_eta)
+        elif result.models is not None:
+            backend.set_discovered(result.models)
+            backend.health.success()
+        else:
+            backend.health.failure(result.error)
+        if backend.health.state is not before:
+            log.info("backend %s: %s -> %s (%s)", backend.name, before.value,
+                     backend.health.state.value, backend.health.reason)

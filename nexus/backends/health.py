@@ -1,0 +1,67 @@
+"""The health state machine of one backend, driven by active checks and passive marks."""
+
+from __future__ import annotations
+
+import enum
+import time
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"    # not checked yet: routable, so the first requests need not wait
+    LOADING = "loading"    # the backend is loading a model; `eta` says until when, if told
+
+
+ROUTABLE = frozenset({Health.HEALTHY, Health.UNKNOWN})
+
+
+class HealthTracker:
+    """Counts consecutive outcomes and moves between states at the configured thresholds."""
+
+    __slots__ = ("eta", "failure_threshold", "failures", "reason", "recovery_threshold",
+                 "state", "successes")
+
+    def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
+        self.failure_threshold = failure_threshold
+        self.recovery_threshold = recovery_threshold
+        self.state = Health.UNKNOWN
+        self.reason = "not checked yet"
+        self.failures = 0
+        self.successes = 0
+        self.eta: float | None = None  # unix time the model should be loaded by
+
+    @property
+    def routable(self) -> bool:
+        return self.state in ROUTABLE
+
+    def success(self) -> None:
+        self.failures = 0
+        self.successes += 1
+        recovered = self.successes >= self.recovery_threshold
+        if self.state is not Health.UNHEALTHY or recovered:
+            self._set(Health.HEALTHY, "ok")
+
+    def failure(self, reason: str) -> None:
+        """A failed check or request: unhealthy once failures reach the threshold."""
+        self.successes = 0
+        self.failures += 1
+        if self.state is Health.UNKNOWN or self.failures >= self.failure_threshold:
+            self._set(Health.UNHEALTHY, reason)
+
+    def unreachable(self, reason: str) -> None:
+        """The backend refused or dropped the connection: out of rotation at once."""
+        self.successes = 0
+        self.failures = max(self.failures + 1, self.failure_threshold)
+        self._set(Health.UNHEALTHY, reason)
+
+    def loading(self, eta_seconds: float | None) -> None:
+        self.successes = 0
+        self._set(Health.LOADING, "loading model")
+        self.eta = None if eta_seconds is None else time.time() + eta_seconds
+
+    def _set(self, state: Health, reason: str) -> None:
+        self.state = state
+        self.reason = reason
+        if state is not Health.LOADING:
+            self.eta = None

@@ -1,0 +1,95 @@
+"""The `nexus` command: serve, check, config init, backends, models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+from nexus.config.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        print(f"nexus: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
+    parser.set_defaults(command=lambda _: _help(parser))
+    sub = parser.add_subparsers(title="commands")
+
+    serve = sub.add_parser("serve", help="start one gateway replica")
+    serve.add_argument("--config", help="TOML file (default: $NEXUS_CONFIG, else built-in)")
+    serve.set_defaults(command=_serve)
+
+    check = sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("path")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(command=_check)
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(title="config commands", required=True)
+    init = config_sub.add_parser("init", help="print (or write) an annotated example")
+    init.add_argument("--output", "-o", help="write to this file instead of stdout")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(command=_config_init)
+
+    for name, helptext in (("backends", "backends and their health, from a running gateway"),
+                           ("models", "models the fleet serves, from a running gateway")):
+        inspect = sub.add_parser(name, help=helptext)
+        inspect.add_argument("--config", help="TOML file naming the gateway's address")
+        inspect.add_argument("--url", help="gateway URL (default: from the config)")
+        inspect.add_argument("--json", action="store_true")
+        inspect.set_defaults(command=_inspect, what=name)
+    return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from nexus.serve import serve
+
+    return serve(args.config)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from nexus.config.loader import load_config
+    from nexus.config.summary import summarize
+
+    config = load_config(args.path)
+    summarize(config, args.path, as_json=args.json)
+    return 0
+
+
+def _config_init(args: argparse.Namespace) -> int:
+    text = resources.files("nexus.config").joinpath("example.toml").read_text("utf-8")
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w" if args.force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        print(f"nexus: {args.output} exists; pass --force to overwrite", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}; validate it with: nexus check {args.output}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from nexus.inspect import inspect
+
+    return inspect(args.what, args.config, args.url, as_json=args.json)

@@ -1,0 +1,142 @@
+"""The configuration file's schema: one msgspec struct per TOML table.
+
+Every struct forbids unknown fields, so a typo in a key is an error rather
+than a silently ignored setting. Defaults make every section optional.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+BackendType = Literal["ollama", "vllm", "llamacpp", "lmstudio", "generic", "openai", "anthropic"]
+Strategy = Literal["smart", "round_robin", "priority_only", "random"]
+Zone = Literal["restricted", "open"]
+Privacy = Literal["unrestricted", "restricted"]
+HardLimitAction = Literal["warn", "block_cloud", "block_all"]
+Enforcement = Literal["snapshot", "strict"]
+WhenStale = Literal["fail_open", "fail_closed"]
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
+Tier = Annotated[int, Meta(ge=1, le=5)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+Name = Annotated[str, Meta(min_length=1)]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for every table: unknown keys are errors."""
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    request_timeout_seconds: PositiveFloat = 300.0
+    max_body_bytes: PositiveInt = 10 * 1024 * 1024
+    api_keys_env: str | None = None
+    access_log: bool = False
+
+
+class RedisConfig(Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: Name = "nexus"
+
+
+class FleetConfig(Section):
+    replica_id: str = ""
+    lease_ttl_ms: Annotated[int, Meta(ge=1000)] = 10_000
+
+
+class HealthCheckConfig(Section):
+    enabled: bool = True
+    interval_seconds: PositiveFloat = 10.0
+    timeout_seconds: PositiveFloat = 5.0
+    failure_threshold: PositiveInt = 3
+    recovery_threshold: PositiveInt = 2
+
+
+class Price(Section):
+    """USD per million tokens."""
+
+    input: NonNegativeFloat
+    output: NonNegativeFloat
+
+
+class BackendConfig(Section):
+    name: Name
+    url: Name
+    type: BackendType = "generic"
+    zone: Zone = "open"
+    tier: Tier = 1
+    priority: Annotated[int, Meta(ge=0, le=100)] = 50
+    max_concurrent: PositiveInt = 32
+    api_key_env: str | None = None
+    models: list[Name] = msgspec.field(default_factory=list)
+    pricing: dict[str, Price] = msgspec.field(default_factory=dict)
+
+
+class Weights(Section):
+    priority: NonNegativeFloat = 50.0
+    load: NonNegativeFloat = 30.0
+    latency: NonNegativeFloat = 20.0
+
+
+class PolicyConfig(Section):
+    model_pattern: Name
+    privacy: Privacy = "unrestricted"
+    min_tier: Tier | None = None
+    max_cost_per_request: NonNegativeFloat | None = None
+    fallback_allowed: bool = True
+
+
+class BudgetConfig(Section):
+    monthly_limit_usd: NonNegativeFloat
+    soft_limit_percent: Percent = 75.0
+    hard_limit_action: HardLimitAction = "block_cloud"
+    enforcement: Enforcement = "snapshot"
+    reconcile_interval_seconds: PositiveFloat = 60.0
+    when_stale: WhenStale | None = None
+
+
+class RoutingConfig(Section):
+    strategy: Strategy = "smart"
+    max_retries: NonNegativeInt = 2
+    weights: Weights = msgspec.field(default_factory=Weights)
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    policies: list[PolicyConfig] = msgspec.field(default_factory=list)
+    budget: BudgetConfig | None = None
+
+
+class QualityConfig(Section):
+    error_rate_threshold: Fraction = 0.5
+    ttft_penalty_threshold_ms: PositiveFloat = 3000.0
+
+
+class QueueConfig(Section):
+    enabled: bool = True
+    max_size: NonNegativeInt = 100
+    max_wait_seconds: NonNegativeFloat = 30.0
+
+
+class Config(Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    redis: RedisConfig | None = None
+    fleet: FleetConfig = msgspec.field(default_factory=FleetConfig)
+    health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)
+    backends: list[BackendConfig] = msgspec.field(default_factory=list)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    quality: QualityConfig = msgspec.field(default_factory=QualityConfig)
+    queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+
+
+def default_backend() -> BackendConfig:
+    """The backend used when none is configured: a local Ollama at its default address."""
+    return BackendConfig(name="ollama-local", url="http://127.0.0.1:11434", type="ollama",
+                         zone="restricted")

@@ -1,0 +1,27 @@
+"""`nexus check`: what a valid configuration will do, in a few lines."""
+
+from __future__ import annotations
+
+import msgspec
+
+from nexus.config.schema import Config
+
+
+def summarize(config: Config, source: str, *, as_json: bool) -> None:
+    if as_json:
+        print(msgspec.json.encode({"valid": True, "source": source,
+                                   "config": msgspec.to_builtins(config)}).decode())
+        return
+    store = f"redis at {config.redis.url} (prefix {config.redis.prefix!r})" if config.redis \
+        else "in-process (one replica)"
+    print(f"{source}: valid")
+    print(f"  listen    {config.server.host}:{config.server.port}")
+    print(f"  store     {store}")
+    print(f"  routing   strategy={config.routing.strategy} max_retries={config.routing.max_retries}"
+          f" aliases={len(config.routing.aliases)} fallbacks={len(config.routing.fallbacks)}"
+          f" policies={len(config.routing.policies)}")
+    print(f"  backends  {len(config.backends)}")
+    for b in config.backends:
+        models = ", ".join(b.models) if b.models else "discovered"
+        print(f"    - {b.name:<16} {b.type:<9} zone={b.zone:<10} tier={b.tier} "
+              f"priority={b.priority} {b.url} models: {models}")

@@ -1,0 +1,88 @@
+"""The gateway's error tree; each maps to one status and the OpenAI error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NexusError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.extra = extra or {}
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        error = {"message": self.message, "type": self.type, "code": self.code,
+                 "param": self.param, **self.extra}
+        return {"error": error}
+
+
+class BadRequest(NexusError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class Unauthorized(NexusError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class NotFound(NexusError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(NexusError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
+class BodyTooLarge(NexusError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class RateLimited(NexusError):
+    status, type, code = 429, "rate_limit_error", "rate_limited"
+
+
+class BackendError(NexusError):
+    status, type, code = 502, "api_error", "backend_error"
+
+
+class NoViableBackend(NexusError):
+    status, type, code = 503, "service_unavailable", "no_viable_backend"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class BackendTimeout(NexusError):
+    status, type, code = 504, "timeout_error", "backend_timeout"
+
+
+_BY_STATUS: dict[int, type[NexusError]] = {
+    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed,
+    413: BodyTooLarge, 429: RateLimited, 502: BackendError, 503: NoViableBackend,
+    504: BackendTimeout,
+}
+
+
+def error_for_status(status: int, message: str) -> NexusError:
+    """The error class a status means; statuses without one keep their number."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls(message)
+    error = NexusError(message)
+    error.status = status
+    if 400 <= status < 500:
+        error.type, error.code = "invalid_request_error", "invalid_request"
+    return error

@@ -1,0 +1,24 @@
+"""`nexus serve`: load the configuration and run one replica until a signal stops it."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from nexus.config.loader import load_config
+from nexus.server.app import create_app
+
+log = logging.getLogger("nexus")
+
+
+def serve(config_path: str | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = load_config(config_path)
+    app = create_app(config)
+    store = "redis" if config.redis else "in-process store"
+    log.info("nexus: %d backend(s), %s, listening on http://%s:%d", len(config.backends), store,
+             config.server.host, config.server.port)
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
+                access_log=log if config.server.access_log else None)
+    return 0

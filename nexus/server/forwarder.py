@@ -1,0 +1,119 @@
+"""Route a call, send it, retry on the next candidate before the first byte, never after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from nexus.adapters import ADAPTERS
+from nexus.backends.backend import Backend
+from nexus.config.schema import ServerConfig
+from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
+from nexus.routing.request import Route, RoutingRequest
+from nexus.routing.router import Router
+from nexus.server.call import Call
+from nexus.server.headers import route_headers
+from nexus.server.stats import Stats
+from nexus.server.streaming import relay_stream
+from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
+
+log = logging.getLogger(__name__)
+EVENT_STREAM = "text/event-stream"
+
+
+class Forwarder:
+    def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
+                 max_retries: int, stats: Stats) -> None:
+        self.router = router
+        self.session = session
+        self.max_retries = max_retries
+        self.stats = stats
+        timeout = server.request_timeout_seconds
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10),
+                                                    sock_read=timeout)
+
+    async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
+        excluded: set[str] = set()
+        failure: NexusError | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                route = self.router.select_backend(RoutingRequest(
+                    model=call.model, endpoint=call.endpoint,
+                    excluded=frozenset(excluded), attempt=attempt))
+            except NoViableBackend:
+                if failure is None:
+                    raise
+                break
+            try:
+                return await self._attempt(route, call, request)
+            except UpstreamFailure as exc:
+                log.info("request %s: %s failed before the first byte: %s",
+                         call.request_id, route.backend.name, exc.error.message)
+                self.stats.failure(route.backend.name, exc.error.code)
+                excluded.add(route.backend.name)
+                failure = exc.error
+        assert failure is not None
+        raise failure
+
+    async def _attempt(self, route: Route, call: Call,
+                       request: web.Request) -> web.StreamResponse:
+        backend = route.backend
+        backend.in_flight += 1
+        try:
+            return await self._exchange(route, call, request)
+        finally:
+            backend.in_flight -= 1
+
+    async def _exchange(self, route: Route, call: Call,
+                        request: web.Request) -> web.StreamResponse:
+        backend = route.backend
+        adapter = ADAPTERS[backend.api]
+        upstream = adapter.prepare(backend, call.endpoint, {**call.payload, "model": route.model},
+                                   call.stream)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timeout = self.stream_timeout if call.stream else self.timeout
+        try:
+            async with self.session.post(upstream.url, data=upstream.body,
+                                         headers=upstream.headers,
+                                         timeout=timeout) as response:
+                headers = route_headers(route, call.request_id)
+                if response.status >= 400:
+                    return await self._error(backend, response, headers)
+                if call.stream and response.content_type == EVENT_STREAM:
+                    translator = adapter.stream_translator(route.model, call.include_usage)
+                    return await relay_stream(response, request, headers, translator,
+                                              backend, self.stats, started)
+                body, usage = adapter.translate_body(await response.read(), route.model)
+        except TimeoutError:
+            backend.health.failure("timed out")
+            raise UpstreamFailure(BackendTimeout(
+                f"{backend.name} did not answer within {timeout.total or timeout.sock_read}s"
+            )) from None
+        except aiohttp.ClientConnectorError as exc:
+            backend.health.unreachable(f"connection failed: {exc.os_error.strerror}")
+            raise UpstreamFailure(BackendError(f"{backend.name} is unreachable")) from None
+        except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+            backend.health.failure(f"broken response: {exc.__class__.__name__}")
+            raise UpstreamFailure(BackendError(
+                f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
+        backend.observe_latency((loop.time() - started) * 1000)
+        backend.health.success()
+        self.stats.response(backend.name, 200, usage)
+        return web.Response(body=body, content_type="application/json", headers=headers)
+
+    async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
+                     headers: dict[str, str]) -> web.Response:
+        body = await response.read()
+        failure = classify_status(backend, response.status, body,
+                                  response.headers.get("Retry-After"))
+        if failure is not None:
+            raise failure
+        self.stats.response(backend.name, response.status, None)
+        _, shaped = normalize_error(response.status, body)
+        return web.Response(status=response.status, body=shaped,
+                            content_type="application/json", headers=headers)

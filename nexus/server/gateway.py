@@ -1,0 +1,61 @@
+"""The parts one replica runs, wired together, with their start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from nexus.backends.checker import HealthChecker
+from nexus.backends.registry import Registry
+from nexus.config.schema import Config
+from nexus.routing.router import Router
+from nexus.server.forwarder import Forwarder
+from nexus.server.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config, environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.registry = Registry.from_config(config, environ or dict(os.environ))
+        self.router = Router(config.routing, self.registry)
+        self.stats = Stats()
+        self._session: aiohttp.ClientSession | None = None
+        self._forwarder: Forwarder | None = None
+
+    @property
+    def forwarder(self) -> Forwarder:
+        assert self._forwarder is not None, "the gateway is not started"
+        return self._forwarder
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self._session = session
+            self._forwarder = Forwarder(self.router, session, self.config.server,
+                                        self.config.routing.max_retries, self.stats)
+            checker = HealthChecker(self.registry, session, self.config.health_check)
+            async with _health_loop(checker, self.config.health_check.enabled):
+                yield
+
+
+@contextlib.asynccontextmanager
+async def _health_loop(checker: HealthChecker, enabled: bool) -> AsyncIterator[None]:
+    if not enabled:
+        yield
+        return
+    await checker.check_all()  # discover models before the first request arrives
+    task = asyncio.create_task(checker.run_forever(), name="health-checks")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

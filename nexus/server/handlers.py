@@ -1,0 +1,109 @@
+"""HTTP endpoints: thin functions from request to response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from nexus import __version__
+from nexus.backends.health import Health
+from nexus.routing.aliases import resolve
+from nexus.routing.request import Endpoint
+from nexus.server.call import Call
+from nexus.server.gateway import Gateway
+from nexus.server.metrics import render_metrics
+from nexus.server.middleware import REQUEST_ID
+from nexus.server.schemas import parse_body
+
+GATEWAY = web.AppKey("gateway", Gateway)
+_encode = msgspec.json.Encoder().encode
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(data), status=status, content_type="application/json")
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _proxy(request, "chat")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _proxy(request, "completions")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _proxy(request, "embeddings")
+
+
+async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    view, raw = parse_body(endpoint, await request.read())
+    options = view.stream_options or {}
+    call = Call(request_id=request[REQUEST_ID], endpoint=endpoint, model=view.model,
+                payload=raw, stream=view.stream and endpoint != "embeddings",
+                include_usage=bool(options.get("include_usage")))
+    return await request.app[GATEWAY].forwarder.serve(call, request)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    available = gateway.registry.available_models()
+    data = [_model_entry(model, [b.name for b in backends])
+            for model, backends in sorted(available.items())]
+    for alias in sorted(gateway.config.routing.aliases):
+        target = resolve(alias, gateway.config.routing.aliases)
+        if target in available and alias not in available:
+            data.append({**_model_entry(alias, [b.name for b in available[target]]),
+                         "alias_of": target})
+    return json_response({"object": "list", "data": data})
+
+
+def _model_entry(model: str, backends: list[str]) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "nexus",
+            "backends": backends}
+
+
+async def health(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    counts = {state.value: 0 for state in Health}
+    for backend in gateway.registry:
+        counts[backend.health.state.value] += 1
+    return json_response({
+        "status": "ok" if counts["healthy"] else "degraded",
+        "version": __version__,
+        "uptime_seconds": round(gateway.stats.uptime(), 3),
+        "backends": {"total": len(gateway.registry), **counts},
+        "models": len(gateway.registry.available_models()),
+    })
+
+
+async def stats(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return json_response({
+        "uptime_seconds": round(gateway.stats.uptime(), 3),
+        "backends": [_backend_stats(gateway, b.name) for b in gateway.registry],
+    })
+
+
+def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
+    backend = gateway.registry.get(name)
+    assert backend is not None
+    counters = gateway.stats
+    return {
+        "name": name, "type": backend.config.type, "zone": backend.config.zone,
+        "state": backend.health.state.value, "reason": backend.health.reason,
+        "loading_eta": backend.health.eta,
+        "models": sorted(backend.models), "in_flight": backend.in_flight,
+        "latency_ema_ms": backend.latency_ema_ms,
+        "responses": {str(s): n for (b, s), n in counters.responses.items() if b == name},
+        "failures": {k: n for (b, k), n in counters.failures.items() if b == name},
+        "prompt_tokens": counters.prompt_tokens[name],
+        "completion_tokens": counters.completion_tokens[name],
+    }
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return web.Response(text=render_metrics(gateway.registry, gateway.stats),
+                        content_type="text/plain", charset="utf-8")

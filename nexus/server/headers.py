@@ -1,0 +1,20 @@
+"""The X-Nexus-* headers every routed response carries."""
+
+from __future__ import annotations
+
+from nexus.routing.request import Route
+
+
+def route_headers(route: Route, request_id: str) -> dict[str, str]:
+    backend = route.backend
+    headers = {
+        "X-Nexus-Backend": backend.name,
+        "X-Nexus-Backend-Type": "cloud" if backend.is_cloud else "local",
+        "X-Nexus-Model": route.model,
+        "X-Nexus-Route-Reason": route.reason,
+        "X-Nexus-Privacy-Zone": backend.config.zone,
+        "X-Nexus-Request-Id": request_id,
+    }
+    if route.fallback_model:
+        headers["X-Nexus-Fallback-Model"] = route.fallback_model
+    return headers

@@ -1,0 +1,51 @@
+"""Prometheus text exposition of this replica's counters and backend gauges."""
+
+from __future__ import annotations
+
+from nexus.backends.health import Health
+from nexus.backends.registry import Registry
+from nexus.server.stats import Stats
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(registry: Registry, stats: Stats) -> str:
+    lines = [
+        "# HELP nexus_uptime_seconds Seconds since this replica started.",
+        "# TYPE nexus_uptime_seconds gauge",
+        f"nexus_uptime_seconds {stats.uptime():.3f}",
+        "# HELP nexus_responses_total Responses relayed, by backend and status.",
+        "# TYPE nexus_responses_total counter",
+    ]
+    lines += [f'nexus_responses_total{{backend="{_escape(b)}",status="{s}"}} {n}'
+              for (b, s), n in sorted(stats.responses.items())]
+    lines += ["# HELP nexus_backend_failures_total Attempts that failed before the first byte.",
+              "# TYPE nexus_backend_failures_total counter"]
+    lines += [f'nexus_backend_failures_total{{backend="{_escape(b)}",kind="{k}"}} {n}'
+              for (b, k), n in sorted(stats.failures.items())]
+    lines += _token_lines(stats) + _backend_lines(registry)
+    return "\n".join(lines) + "\n"
+
+
+def _token_lines(stats: Stats) -> list[str]:
+    lines = ["# HELP nexus_tokens_total Tokens reported by backends.",
+             "# TYPE nexus_tokens_total counter"]
+    for kind, counter in (("prompt", stats.prompt_tokens), ("completion", stats.completion_tokens)):
+        lines += [f'nexus_tokens_total{{backend="{_escape(b)}",kind="{kind}"}} {n}'
+                  for b, n in sorted(counter.items())]
+    return lines
+
+
+def _backend_lines(registry: Registry) -> list[str]:
+    lines = ["# HELP nexus_backend_state 1 for the state each backend is in.",
+             "# TYPE nexus_backend_state gauge",
+             "# HELP nexus_backend_in_flight Requests in flight on each backend.",
+             "# TYPE nexus_backend_in_flight gauge"]
+    for backend in registry:
+        name = _escape(backend.name)
+        lines += [f'nexus_backend_state{{backend="{name}",state="{s.value}"}} '
+                  f"{int(backend.health.state is s)}" for s in Health]
+        lines.append(f'nexus_backend_in_flight{{backend="{name}"}} {backend.in_flight}')
+    return lines

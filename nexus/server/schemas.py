@@ -1,0 +1,88 @@
+"""Typed views of client requests, used to validate them; forwarding keeps the raw fields."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from nexus.errors import BadRequest
+from nexus.routing.request import Endpoint
+
+ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
+_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+class Message(msgspec.Struct):
+    role: Annotated[str, Meta(min_length=1)]
+    content: str | list[Any] | None = None
+
+
+class ChatRequest(msgspec.Struct):
+    model: ModelName
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: Annotated[int, Meta(ge=0)] | None = None
+
+
+class CompletionRequest(msgspec.Struct):
+    model: ModelName
+    prompt: Any = msgspec.field(default=None)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+class EmbeddingRequest(msgspec.Struct):
+    model: ModelName
+    input: Any = msgspec.field(default=None)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+RequestView = ChatRequest | CompletionRequest | EmbeddingRequest
+_DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
+    "chat": msgspec.json.Decoder(ChatRequest),
+    "completions": msgspec.json.Decoder(CompletionRequest),
+    "embeddings": msgspec.json.Decoder(EmbeddingRequest),
+}
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def parse_body(endpoint: Endpoint, body: bytes) -> tuple[RequestView, dict[str, Any]]:
+    """The validated view and the raw object to forward; BadRequest says what is wrong."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; send a JSON object")
+    try:
+        view = _DECODERS[endpoint].decode(body)
+        raw = _decode_object(body)
+    except msgspec.ValidationError as exc:
+        message, param = _explain(str(exc))
+        raise BadRequest(message, param=param) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    _require_input(endpoint, view)
+    return view, raw
+
+
+def _require_input(endpoint: Endpoint, view: RequestView) -> None:
+    if endpoint == "completions" and getattr(view, "prompt", None) is None:
+        raise BadRequest("Missing required field 'prompt'", param="prompt")
+    if endpoint == "embeddings" and getattr(view, "input", None) in (None, "", []):
+        raise BadRequest("Missing required field 'input'", param="input")
+
+
+def _explain(text: str) -> tuple[str, str | None]:
+    match = _AT_PATH.search(text)
+    path = match["path"] if match else None
+    message = text[: match.start()] if match else text
+    missing = re.search(r"missing required field `([^`]+)`", message)
+    if missing:
+        field = missing[1]
+        path = f"{path}.{field}" if path else field
+    if message.startswith("Expected `object`") and not path:
+        message = "The request body must be a JSON object"
+    message = message.replace("`", "'")
+    return (f"{message} at '{path}'" if path else message), path

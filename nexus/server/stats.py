@@ -1,0 +1,30 @@
+"""Counters this replica keeps for /metrics and /v1/stats."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from nexus.adapters.base import Usage
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.responses: Counter[tuple[str, int]] = Counter()    # (backend, status)
+        self.failures: Counter[tuple[str, str]] = Counter()     # (backend, kind)
+        self.prompt_tokens: Counter[str] = Counter()
+        self.completion_tokens: Counter[str] = Counter()
+        self.rejected: Counter[int] = Counter()                 # status of unrouted requests
+
+    def response(self, backend: str, status: int, usage: Usage | None) -> None:
+        self.responses[backend, status] += 1
+        if usage is not None:
+            self.prompt_tokens[backend] += usage.prompt_tokens
+            self.completion_tokens[backend] += usage.completion_tokens
+
+    def failure(self, backend: str, kind: str) -> None:
+        self.failures[backend, kind] += 1
+
+    def uptime(self) -> float:
+        return time.time() - self.started

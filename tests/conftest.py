@@ -1,0 +1,89 @@
+"""Fixtures: mock backends and gateways on real loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from nexus.config.schema import Config
+from nexus.config.validate import validate
+from nexus.server.app import create_app
+from nexus.server.gateway import Gateway
+from nexus.server.handlers import GATEWAY
+from tests.mock_backend import MockBackend
+
+QUIET_HEALTH = {"interval_seconds": 3600, "timeout_seconds": 2}
+
+
+def make_config(backends: list[dict[str, Any]], **sections: Any) -> Config:
+    """A validated Config from plain dicts, with health checks that only run at start."""
+    raw: dict[str, Any] = {"backends": backends, "health_check": dict(QUIET_HEALTH)}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    config = msgspec.convert(raw, Config)
+    validate(config, "<test>")
+    return config
+
+
+def backend(mock: MockBackend, **fields: Any) -> dict[str, Any]:
+    return {"name": mock.name, "url": mock.url, "type": "generic", **fields}
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    gateway: Gateway
+    app: web.Application
+
+
+MockFactory = Callable[..., Awaitable[MockBackend]]
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def mock_backend() -> AsyncIterator[MockFactory]:
+    started: list[MockBackend] = []
+
+    async def start(name: str = "mock", **behaviour: Any) -> MockBackend:
+        mock = await MockBackend(name, **behaviour).start()
+        started.append(mock)
+        return mock
+
+    yield start
+    for mock in started:
+        mock.release.set()
+        await mock.stop()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[GatewayFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def start(config: Config, environ: dict[str, str] | None = None) -> RunningGateway:
+        app = create_app(config, environ or {})
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return RunningGateway(f"http://127.0.0.1:{port}", app[GATEWAY], app)
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def chat(model: str = "mock-model", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}

@@ -1,0 +1,304 @@
+"""A mock LLM backend on a real loopback port: OpenAI-compatible, Ollama tags, Anthropic.
+
+It can be slow, fail with a chosen status, report "loading", stream, drop the
+connection before answering or mid-stream, and records what it received.
+Run it as a script: `python tests/mock_backend.py --port 9001 --models llama3:8b`.
+Behaviour can be changed at run time with `POST /_mock/config` (JSON of `Behaviour` fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    models: list[str] = field(default_factory=lambda: ["mock-model"])
+    delay: float = 0.0               # seconds before answering
+    status: int | None = None        # answer every request with this error status
+    fail_times: int = 0              # with status: fail only the first N requests
+    loading: bool = False            # answer 503 "loading model" everywhere
+    loading_eta: float | None = None
+    chunks: int = 3                  # content chunks in a stream
+    chunk_delay: float = 0.0
+    drop_before_answer: bool = False  # close the connection without a response
+    drop_after_chunks: int | None = None  # stream this many chunks, then drop
+    omit_usage: bool = False
+    reply: str = ""                  # default: "hello from <name>"
+    usage_prompt_tokens: int | None = None
+    usage_completion_tokens: int | None = None
+
+
+@dataclass
+class Received:
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class MockBackend:
+    def __init__(self, name: str = "mock", **behaviour: Any) -> None:
+        self.name = name
+        self.behaviour = Behaviour(**behaviour)
+        self.received: list[Received] = []
+        self.release = asyncio.Event()  # a stream with `hold` waits on this after chunk 1
+        self.hold = False
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._failures = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/_mock/config", self._configure)
+        app.router.add_get("/_mock/stats", self._stats)
+        return app
+
+    async def start(self, port: int = 0) -> MockBackend:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def set(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self.behaviour, key, value)
+
+    def chat_requests(self) -> list[Received]:
+        return [r for r in self.received if r.path != "/v1/models" and r.path != "/api/tags"]
+
+    # -- shared behaviour --------------------------------------------------------------------
+    async def _gate(self, request: web.Request) -> web.StreamResponse | None:
+        """Delay, loading and failures, applied to every endpoint; None means go on."""
+        b = self.behaviour
+        if b.delay:
+            await asyncio.sleep(b.delay)
+        if b.loading:
+            body: dict[str, Any] = {"error": {"message": "Loading model", "type": "unavailable"}}
+            if b.loading_eta is not None:
+                body["estimated_time"] = b.loading_eta
+            return web.json_response(body, status=503)
+        if b.status is not None and (b.fail_times == 0 or self._failures < b.fail_times):
+            self._failures += 1
+            return web.json_response({"error": {"message": f"mock {self.name} failing",
+                                                "type": "server_error"}}, status=b.status)
+        if b.drop_before_answer:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        return None
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json() if request.can_read_body else {}
+        self.received.append(Received(request.path, body, dict(request.headers)))
+        return body
+
+    def _reply_words(self) -> list[str]:
+        text = self.behaviour.reply or f"hello from {self.name}"
+        words = text.split(" ")
+        n = max(1, self.behaviour.chunks)
+        per = max(1, -(-len(words) // n))
+        return [" ".join(words[i:i + per]) + " " for i in range(0, len(words), per)][:n] or [""]
+
+    def _usage(self, body: dict[str, Any], completion: str) -> dict[str, int]:
+        b = self.behaviour
+        prompt = b.usage_prompt_tokens
+        if prompt is None:
+            prompt = max(1, len(str(body.get("messages") or body.get("prompt") or "")) // 4)
+        done = b.usage_completion_tokens
+        if done is None:
+            done = len(completion.split())
+        return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+
+    # -- endpoints ---------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(Received(request.path, {}, dict(request.headers)))
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name}
+                for m in self.behaviour.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _tags(self, request: web.Request) -> web.StreamResponse:
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        return web.json_response({"models": [{"name": m, "model": m, "size": 1}
+                                             for m in self.behaviour.models]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        if body.get("stream"):
+            return await self._stream_chat(request, body)
+        text = "".join(self._reply_words())
+        answer: dict[str, Any] = {
+            "id": f"chatcmpl-{self.name}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]}
+        if not self.behaviour.omit_usage:
+            answer["usage"] = self._usage(body, text)
+        return web.json_response(answer)
+
+    async def _stream_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        words = self._reply_words()
+        for index, word in enumerate(words):
+            if self.behaviour.drop_after_chunks is not None and \
+                    index >= self.behaviour.drop_after_chunks:
+                assert request.transport is not None
+                request.transport.close()
+                return out
+            await out.write(_sse(self._chunk(body, {"content": word}, None)))
+            if index == 0 and self.hold:
+                await self.release.wait()
+            if self.behaviour.chunk_delay:
+                await asyncio.sleep(self.behaviour.chunk_delay)
+        await out.write(_sse(self._chunk(body, {}, "stop")))
+        wants_usage = (body.get("stream_options") or {}).get("include_usage")
+        if wants_usage and not self.behaviour.omit_usage:
+            usage_chunk = self._chunk(body, {}, None)
+            usage_chunk["choices"] = []
+            usage_chunk["usage"] = self._usage(body, "".join(words))
+            await out.write(_sse(usage_chunk))
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out
+
+    def _chunk(self, body: dict[str, Any], delta: dict[str, Any],
+               finish: str | None) -> dict[str, Any]:
+        return {"id": f"chatcmpl-{self.name}", "object": "chat.completion.chunk",
+                "created": 0, "model": body.get("model"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        text = "".join(self._reply_words())
+        return web.json_response({
+            "id": f"cmpl-{self.name}", "object": "text_completion", "created": 0,
+            "model": body.get("model"),
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+            "usage": self._usage(body, text)})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i in range(len(items))]
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": len(items), "total_tokens":
+                                            len(items)}})
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API, enough to test the translation both ways."""
+        body = await self._record(request)
+        gated = await self._gate(request)
+        if gated is not None:
+            return gated
+        if body.get("stream"):
+            return await self._stream_messages(request, body)
+        text = "".join(self._reply_words())
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if body.get("tools"):
+            content.append({"type": "tool_use", "id": "toolu_1",
+                            "name": body["tools"][0]["name"], "input": {"city": "Paris"}})
+        return web.json_response({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
+            "content": content, "stop_reason": "tool_use" if body.get("tools") else "end_turn",
+            "usage": {"input_tokens": 11, "output_tokens": len(text.split())}})
+
+    async def _stream_messages(self, request: web.Request,
+                               body: dict[str, Any]) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        words = self._reply_words()
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "content": [],
+                "model": body.get("model"), "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("ping", {"type": "ping"}),
+            *[("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": w}})
+              for w in words],
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": len("".join(words).split())}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        for name, data in events:
+            await out.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        await out.write_eof()
+        return out
+
+    # -- control -----------------------------------------------------------------------------
+    async def _configure(self, request: web.Request) -> web.Response:
+        changes = await request.json()
+        known = {f.name for f in fields(Behaviour)}
+        unknown = set(changes) - known
+        if unknown:
+            return web.json_response({"error": f"unknown fields {sorted(unknown)}"}, status=400)
+        self.set(**changes)
+        return web.json_response({"ok": True})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": len(self.chat_requests())})
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--name", default="mock")
+    parser.add_argument("--models", default="mock-model", help="comma-separated")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--chunks", type=int, default=3)
+    args = parser.parse_args()
+    mock = MockBackend(args.name, models=args.models.split(","), delay=args.delay,
+                       chunks=args.chunks)
+    web.run_app(mock.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
