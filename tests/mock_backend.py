@@ -22,7 +22,8 @@ from aiohttp import web
 class Behaviour:
     models: list[str] = field(default_factory=lambda: ["mock-model"])
     delay: float = 0.0               # seconds before answering
-    status: int | None = None        # answer every request with this error status
+    status: int | None = None        # answer inference requests with this error status
+    models_status: int | None = None  # answer model discovery with this error status
     fail_times: int = 0              # with status: fail only the first N requests
     loading: bool = False            # answer 503 "loading model" everywhere
     loading_eta: float | None = None
@@ -135,9 +136,18 @@ class MockBackend:
         return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
     # -- endpoints ---------------------------------------------------------------------------
+    def _discovery_gate(self) -> web.StreamResponse | None:
+        if self.behaviour.loading:
+            return web.json_response({"error": "loading model",
+                                      "estimated_time": self.behaviour.loading_eta}, status=503)
+        if self.behaviour.models_status is not None:
+            return web.json_response({"error": "discovery failing"},
+                                     status=self.behaviour.models_status)
+        return None
+
     async def _models(self, request: web.Request) -> web.StreamResponse:
         self.received.append(Received(request.path, {}, dict(request.headers)))
-        gated = await self._gate(request)
+        gated = self._discovery_gate()
         if gated is not None:
             return gated
         data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name}
@@ -145,7 +155,8 @@ class MockBackend:
         return web.json_response({"object": "list", "data": data})
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
-        gated = await self._gate(request)
+        self.received.append(Received(request.path, {}, dict(request.headers)))
+        gated = self._discovery_gate()
         if gated is not None:
             return gated
         return web.json_response({"models": [{"name": m, "model": m, "size": 1}

@@ -133,7 +133,8 @@ def test_fallback_applies_through_an_alias() -> None:
 def test_unhealthy_and_loading_backends_are_skipped() -> None:
     router, registry = fleet([{"name": "down"}, {"name": "loading"}, {"name": "up"}])
     down, loading = registry.get("down"), registry.get("loading")
-    assert down is not None and loading is not None
+    assert down is not None
+    assert loading is not None
     down.health.unreachable("refused")
     loading.health.loading(30)
     assert {pick(router) for _ in range(6)} == {"up"}

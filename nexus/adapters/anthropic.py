@@ -9,7 +9,7 @@ import msgspec
 
 from nexus.adapters.anthropic_request import to_messages_request
 from nexus.adapters.base import UpstreamRequest, Usage
-from nexus.adapters.sse import DONE, data_of, frame
+from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.routing.request import Endpoint
@@ -57,8 +57,12 @@ class AnthropicStream:
         self._id = "chatcmpl-"
         self._created = int(time.time())
         self._tool_index: dict[int, int] = {}
+        self._splitter = EventSplitter()
 
-    def feed(self, event: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(out for event in self._splitter.feed(chunk) for out in self._event(event))
+
+    def _event(self, event: bytes) -> list[bytes]:
         try:
             data = msgspec.json.decode(data_of(event))
         except msgspec.DecodeError:

@@ -24,8 +24,8 @@ class UpstreamRequest(msgspec.Struct):
 class StreamTranslator(Protocol):
     usage: Usage | None
 
-    def feed(self, event: bytes) -> list[bytes]:
-        """One upstream SSE event in; zero or more OpenAI SSE events (framed) out."""
+    def feed(self, chunk: bytes) -> bytes:
+        """Upstream bytes in; the OpenAI SSE bytes ready to send out (maybe none yet)."""
 
 
 class Adapter(Protocol):

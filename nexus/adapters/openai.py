@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from nexus.adapters.base import UpstreamRequest, Usage
-from nexus.adapters.sse import DONE, data_of
+from nexus.adapters.sse import data_of, split_events
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.routing.request import Endpoint
@@ -37,24 +37,33 @@ def read_usage(body: bytes) -> tuple[Usage | None, bool]:
 
 
 class OpenAIStream:
-    """Forwards events unchanged; reads usage, and hides the usage chunk nobody asked for."""
+    """Forwards complete events unchanged; reads usage, and hides the usage chunk nobody
+    asked for. Events are only split apart in the rare chunk that mentions usage."""
 
-    __slots__ = ("include_usage", "usage")
+    __slots__ = ("_buffer", "include_usage", "usage")
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage: Usage | None = None
+        self._buffer = b""
 
-    def feed(self, event: bytes) -> list[bytes]:
-        if b'"usage"' in event:
-            usage, has_choices = read_usage(data_of(event))
-            if usage is not None:
-                self.usage = usage
-                if not has_choices and not self.include_usage:
-                    return []
-        if event.startswith(b"data: [DONE]"):
-            return [DONE]
-        return [event + b"\n\n"]
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        cut = data.rfind(b"\n\n") + 2
+        complete, self._buffer = data[:cut], data[cut:]
+        if b'"usage"' not in complete:
+            return complete
+        return b"".join(self._event(event) for event in split_events(complete))
+
+    def _event(self, event: bytes) -> bytes:
+        usage, has_choices = read_usage(data_of(event))
+        if usage is not None:
+            self.usage = usage
+            if not has_choices and not self.include_usage:
+                return b""
+        return event + b"\n\n"
 
 
 class OpenAIAdapter:

@@ -11,7 +11,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 class EventSplitter:
-    """Buffers chunks and yields complete events (without their blank-line terminator)."""
+    """Buffers chunks and returns complete events (without their blank-line terminator)."""
 
     __slots__ = ("_buffer",)
 
@@ -25,8 +25,10 @@ class EventSplitter:
         *events, self._buffer = data.split(b"\n\n")
         return [event for event in events if event.strip()]
 
-    def rest(self) -> bytes:
-        return self._buffer
+
+def split_events(complete: bytes) -> list[bytes]:
+    """Events of a buffer that ends on an event boundary."""
+    return [event for event in complete.split(b"\n\n") if event.strip()]
 
 
 def frame(payload: dict[str, Any]) -> bytes:

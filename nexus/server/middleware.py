@@ -15,7 +15,7 @@ from nexus.server.request_id import request_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "nexus_request_id"
+REQUEST_ID = web.RequestKey("nexus_request_id", str)
 
 
 def error_response(error: NexusError, rid: str) -> web.Response:

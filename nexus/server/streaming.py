@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from nexus.adapters.base import StreamTranslator
-from nexus.adapters.sse import EventSplitter, error_event
+from nexus.adapters.sse import error_event
 from nexus.backends.backend import Backend
 from nexus.errors import BackendError
 from nexus.server.stats import Stats
@@ -23,15 +23,14 @@ UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
 async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
                        backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
-    splitter = EventSplitter()
-    first = await _first_events(response, splitter, translator, backend)
+    first = await _first_bytes(response, translator, backend)
     backend.observe_latency((asyncio.get_running_loop().time() - started) * 1000)
     out = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache"})
     await out.prepare(request)
     try:
-        await out.write(b"".join(first))
-        await _pump(response, out, splitter, translator, backend)
+        await out.write(first)
+        await _pump(response, out, translator, backend)
         backend.health.success()
     except ConnectionResetError:
         log.info("client left mid-stream from %s", backend.name)
@@ -40,14 +39,14 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
     return out
 
 
-async def _first_events(response: aiohttp.ClientResponse, splitter: EventSplitter,
-                        translator: StreamTranslator, backend: Backend) -> list[bytes]:
+async def _first_bytes(response: aiohttp.ClientResponse, translator: StreamTranslator,
+                       backend: Backend) -> bytes:
     """Read until there is something to send; a failure here is still retryable."""
     try:
         async for chunk in response.content.iter_any():
-            events = [out for event in splitter.feed(chunk) for out in translator.feed(event)]
-            if events:
-                return events
+            out = translator.feed(chunk)
+            if out:
+                return out
     except UPSTREAM_ERRORS as exc:
         backend.health.failure(f"stream broke before the first byte: {exc.__class__.__name__}")
         raise UpstreamFailure(BackendError(f"{backend.name} dropped the stream")) from None
@@ -56,13 +55,12 @@ async def _first_events(response: aiohttp.ClientResponse, splitter: EventSplitte
 
 
 async def _pump(response: aiohttp.ClientResponse, out: web.StreamResponse,
-                splitter: EventSplitter, translator: StreamTranslator,
-                backend: Backend) -> None:
+                translator: StreamTranslator, backend: Backend) -> None:
     try:
         async for chunk in response.content.iter_any():
-            events = [o for event in splitter.feed(chunk) for o in translator.feed(event)]
-            if events:
-                await out.write(b"".join(events))
+            data = translator.feed(chunk)
+            if data:
+                await out.write(data)
     except UPSTREAM_ERRORS as exc:
         backend.health.failure(f"stream broke: {exc.__class__.__name__}")
         await out.write(error_event(f"{backend.name} dropped the stream mid-response",

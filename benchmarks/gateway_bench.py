@@ -1,0 +1,174 @@
+"""Gateway vs a bare aiohttp pass-through proxy vs direct, under the same load, same run.
+
+Starts the mock backend, the bare proxy and a Nexus replica as subprocesses on loopback,
+drives each with wrk (non-streaming and streaming, 1 and 64 connections) and prints
+requests/s, p50 and p99, the gateway's added p50 latency over direct, its throughput as a
+share of the bare proxy's, and its peak RSS.
+
+The proxy under test runs pinned to its own core, the mock and wrk share the other, and
+every measurement is repeated (interleaved) and its median reported: on a small machine
+the processes otherwise steal each other's CPU and the figures swing from run to run.
+
+    python benchmarks/gateway_bench.py [--duration 4] [--repeats 3]
+
+Needs wrk (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = '{"model":"mock-model","messages":[{"role":"user","content":"hello there"}]%s}'
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+LOAD_CPU, PROXY_CPU = "0", "1"
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cpu: str, args: list[str]) -> list[str]:
+    pin = shutil.which("taskset") and (os.cpu_count() or 1) >= 2
+    return ["taskset", "-c", cpu, *args] if pin else args
+
+
+def start(args: list[str], ready_url: str,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(ready_url, timeout=1).read()
+            return process
+        except urllib.error.HTTPError:
+            return process  # answering at all means it is up
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"{args} did not come up")
+
+
+def wrk(url: str, connections: int, duration: int, stream: bool) -> Result:
+    body = BODY % (',"stream":true' if stream else "")
+    script = (f'wrk.method="POST"\nwrk.body=[[{body}]]\n'
+              'wrk.headers["Content-Type"]="application/json"\n')
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    command = pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+                                "--latency", "-s", handle.name, url + "/v1/chat/completions"])
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    os.unlink(handle.name)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return Result(rps=float(rps[1]), p50_ms=_percentile(out, "50"),
+                  p99_ms=_percentile(out, "99"), errors=_errors(out))
+
+
+def _percentile(out: str, pct: str) -> float:
+    match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    assert match, out
+    return float(match[1]) * UNITS[match[2]]
+
+
+def _errors(out: str) -> int:
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)
+    return (int(non_2xx[1]) if non_2xx else 0) + (sum(map(int, sockets.groups()))
+                                                   if sockets else 0)
+
+
+def median(results: list[Result]) -> Result:
+    return Result(rps=statistics.median(r.rps for r in results),
+                  p50_ms=statistics.median(r.p50_ms for r in results),
+                  p99_ms=statistics.median(r.p99_ms for r in results),
+                  errors=sum(r.errors for r in results))
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    mock_port, bare_port, nexus_port = free_port(), free_port(), free_port()
+    mock_url = f"http://127.0.0.1:{mock_port}"
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
+        config.write(f'[server]\nport = {nexus_port}\n[[backends]]\nname = "mock"\n'
+                     f'url = "{mock_url}"\ntype = "vllm"\nzone = "restricted"\n'
+                     "max_concurrent = 1024\n")
+    env = {**os.environ, "NEXUS_CONFIG": config.name}
+    mock = start(pinned(LOAD_CPU, [sys.executable, "tests/mock_backend.py", "--port",
+                                   str(mock_port)]), mock_url + "/v1/models")
+    bare = start(pinned(PROXY_CPU, [sys.executable, "benchmarks/bare_proxy.py", "--port",
+                                    str(bare_port), "--upstream", mock_url]),
+                 f"http://127.0.0.1:{bare_port}/")
+    nexus = start(pinned(PROXY_CPU, [sys.executable, "-m", "nexus", "serve"]),
+                  f"http://127.0.0.1:{nexus_port}/health", env=env)
+    targets = {"direct": mock_url, "bare proxy": f"http://127.0.0.1:{bare_port}",
+               "nexus": f"http://127.0.0.1:{nexus_port}"}
+    try:
+        report(targets, args.duration, args.repeats, nexus.pid)
+    finally:
+        for process in (mock, bare, nexus):
+            process.terminate()
+            process.wait(10)
+        os.unlink(config.name)
+
+
+def report(targets: dict[str, str], duration: int, repeats: int, nexus_pid: int) -> None:
+    print(f"{'mode':<11}{'conns':>6}  {'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'errors':>8}")
+    for stream in (False, True):
+        for connections in (1, 64):
+            runs: dict[str, list[Result]] = {name: [] for name in targets}
+            for _ in range(repeats):  # interleaved, so drift hits every target alike
+                for name, url in targets.items():
+                    runs[name].append(wrk(url, connections, duration, stream))
+            results = {name: median(r) for name, r in runs.items()}
+            mode = "stream" if stream else "non-stream"
+            for name, r in results.items():
+                print(f"{mode:<11}{connections:>6}  {name:<11}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
+                      f"{r.p99_ms:>9.2f}{r.errors:>8}")
+            share = results["nexus"].rps / results["bare proxy"].rps * 100
+            added = results["nexus"].p50_ms - results["direct"].p50_ms
+            print(f"  -> nexus throughput {share:.0f}% of bare proxy; "
+                  f"added p50 vs direct {added:.2f} ms", flush=True)
+    print(f"nexus peak RSS: {peak_rss_mb(nexus_pid):.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
