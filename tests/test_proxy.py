@@ -288,3 +288,24 @@ async def test_metrics_and_stats_report_traffic(
     async with http.get(gw.url + "/v1/stats") as r:
         stats = await r.json()
     assert stats["backends"][0]["responses"] == {"200": 1}
+
+
+async def test_client_leaving_mid_stream_is_not_held_against_the_backend(
+        mock_backend: MockFactory, gateway: GatewayFactory) -> None:
+    mock = await mock_backend("gpu", chunks=3)
+    mock.hold = True
+    gw = await gateway(make_config([backend(mock)], health_check={"failure_threshold": 1}))
+    async with aiohttp.ClientSession() as client:
+        async with client.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+            await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10)
+            r.close()  # the client walks away after the first chunk
+    mock.release.set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while gw.gateway.stats.responses["gpu", 200] == 0:
+        assert loop.time() < deadline, "the gateway never finished the abandoned stream"
+        await asyncio.sleep(0.01)
+    state = gw.gateway.registry.get("gpu")
+    assert state is not None
+    assert state.health.state.value == "healthy"
+    assert not gw.gateway.stats.failures

@@ -1,4 +1,9 @@
-"""Relay a backend's SSE stream event by event; the first event decides retry or commit."""
+"""Relay a backend's SSE stream as it arrives; the first bytes decide retry or commit.
+
+Before the first byte reaches the client, a failure is the backend's and the next
+candidate may try. After it, nothing is retried: an upstream failure ends the stream
+with an SSE error event, and a client that leaves is never held against the backend.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ log = logging.getLogger(__name__)
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
+class ClientGone(Exception):
+    """The client closed its connection while we were writing to it."""
+
+
 async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
                        backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
@@ -27,15 +36,15 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
     backend.observe_latency((asyncio.get_running_loop().time() - started) * 1000)
     out = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache"})
-    await out.prepare(request)
     try:
-        await out.write(first)
-        await _pump(response, out, translator, backend)
-        backend.health.success()
-    except ConnectionResetError:
+        await _send(out, first, request)
+        if await _pump(response, out, translator, backend):
+            backend.health.success()
+    except ClientGone:
         log.info("client left mid-stream from %s", backend.name)
     stats.response(backend.name, 200, translator.usage)
-    await _finish(out)
+    with contextlib.suppress(ConnectionResetError):
+        await out.write_eof()
     return out
 
 
@@ -55,18 +64,28 @@ async def _first_bytes(response: aiohttp.ClientResponse, translator: StreamTrans
 
 
 async def _pump(response: aiohttp.ClientResponse, out: web.StreamResponse,
-                translator: StreamTranslator, backend: Backend) -> None:
+                translator: StreamTranslator, backend: Backend) -> bool:
+    """Relay to the end; False when the backend broke the stream (the client is told)."""
+    chunks = response.content.iter_any()
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return True
+        except UPSTREAM_ERRORS as exc:
+            backend.health.failure(f"stream broke: {exc.__class__.__name__}")
+            await _send(out, error_event(f"{backend.name} dropped the stream mid-response",
+                                         code="backend_stream_interrupted"))
+            return False
+        data = translator.feed(chunk)
+        if data:
+            await _send(out, data)
+
+
+async def _send(out: web.StreamResponse, data: bytes, request: web.Request | None = None) -> None:
     try:
-        async for chunk in response.content.iter_any():
-            data = translator.feed(chunk)
-            if data:
-                await out.write(data)
-    except UPSTREAM_ERRORS as exc:
-        backend.health.failure(f"stream broke: {exc.__class__.__name__}")
-        await out.write(error_event(f"{backend.name} dropped the stream mid-response",
-                                    code="backend_stream_interrupted"))
-
-
-async def _finish(out: web.StreamResponse) -> None:
-    with contextlib.suppress(ConnectionResetError):
-        await out.write_eof()
+        if request is not None:
+            await out.prepare(request)
+        await out.write(data)
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
+        raise ClientGone from None
