@@ -295,10 +295,10 @@ async def test_client_leaving_mid_stream_is_not_held_against_the_backend(
     mock = await mock_backend("gpu", chunks=3)
     mock.hold = True
     gw = await gateway(make_config([backend(mock)], health_check={"failure_threshold": 1}))
-    async with aiohttp.ClientSession() as client:
-        async with client.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
-            await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10)
-            r.close()  # the client walks away after the first chunk
+    async with aiohttp.ClientSession() as client, \
+            client.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+        await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10)
+        r.close()  # the client walks away after the first chunk
     mock.release.set()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
