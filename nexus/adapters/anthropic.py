@@ -12,7 +12,7 @@ from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
-from nexus.routing.request import Endpoint
+from nexus.pipeline.types import Endpoint
 
 Json = dict[str, Any]
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import msgspec
 
 from nexus.backends.backend import Backend
-from nexus.routing.request import Endpoint
+from nexus.pipeline.types import Endpoint
 
 
 class Usage(msgspec.Struct):

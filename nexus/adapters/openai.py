@@ -10,7 +10,7 @@ from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.adapters.sse import data_of, split_events
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
-from nexus.routing.request import Endpoint
+from nexus.pipeline.types import Endpoint
 
 PATHS: dict[Endpoint, str] = {
     "chat": "/v1/chat/completions",

@@ -6,14 +6,16 @@ import os
 
 from nexus.backends.health import HealthTracker
 from nexus.backends.kinds import KINDS, Api, Kind, base_url
+from nexus.backends.metrics import BackendMetrics
 from nexus.config.schema import BackendConfig, HealthCheckConfig
+from nexus.pricing import PriceTable
 
 LATENCY_EMA_ALPHA = 0.2
 
 
 class Backend:
     __slots__ = ("_api_key", "base_url", "config", "discovered", "health", "in_flight", "kind",
-                 "latency_ema_ms", "models", "name")
+                 "latency_ema_ms", "metrics", "models", "name", "prices")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -28,6 +30,8 @@ class Backend:
         self.models: frozenset[str] = frozenset(config.models)
         self.in_flight = 0
         self.latency_ema_ms: float | None = None
+        self.metrics = BackendMetrics()
+        self.prices = PriceTable(config, self.kind.cloud)
         if self.kind.cloud and not self._api_key:
             self.health.unreachable(f"environment variable {config.api_key_env} is not set")
 
@@ -45,6 +49,14 @@ class Backend:
     @property
     def api(self) -> Api:
         return self.kind.api
+
+    @property
+    def tier(self) -> int:
+        return self.config.tier
+
+    @property
+    def restricted_zone(self) -> bool:
+        return self.config.zone == "restricted"
 
     @property
     def at_capacity(self) -> bool:

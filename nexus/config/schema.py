@@ -68,6 +68,15 @@ class Price(Section):
     output: NonNegativeFloat
 
 
+class Capabilities(Section):
+    """What the backend's models can do; unset means "assume yes"."""
+
+    vision: bool = True
+    tools: bool = True
+    json_mode: bool = True
+    context_window: PositiveInt | None = None
+
+
 class BackendConfig(Section):
     name: Name
     url: Name
@@ -79,6 +88,7 @@ class BackendConfig(Section):
     api_key_env: str | None = None
     models: list[Name] = msgspec.field(default_factory=list)
     pricing: dict[str, Price] = msgspec.field(default_factory=dict)
+    capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
 
 
 class Weights(Section):
@@ -117,6 +127,7 @@ class RoutingConfig(Section):
 class QualityConfig(Section):
     error_rate_threshold: Fraction = 0.5
     ttft_penalty_threshold_ms: PositiveFloat = 3000.0
+    min_requests: PositiveInt = 10  # fewer requests in the hour than this: no verdict yet
 
 
 class QueueConfig(Section):

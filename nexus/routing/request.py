@@ -1,14 +1,14 @@
-"""What the router is asked, and what it answers."""
+"""What the router is asked; it answers with a `Route` from the pipeline's vocabulary."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import msgspec
 
-from nexus.backends.backend import Backend
+from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Route
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+__all__ = ["Endpoint", "RequestFlags", "Route", "RoutingRequest"]
 
 
 class RoutingRequest(msgspec.Struct, kw_only=True):
@@ -16,11 +16,6 @@ class RoutingRequest(msgspec.Struct, kw_only=True):
     endpoint: Endpoint = "chat"
     excluded: frozenset[str] = frozenset()  # backends this request already failed on
     attempt: int = 0                        # 0 for the first try, n for the n-th retry
-
-
-class Route(msgspec.Struct, kw_only=True):
-    backend: Backend
-    model: str                         # the model name the backend is asked for
-    requested_model: str
-    reason: str
-    fallback_model: str | None = None  # set when a fallback chain chose the model
+    payload: dict[str, Any] | None = None   # the decoded body: requirements come from it
+    flags: RequestFlags = NO_FLAGS
+    request_id: str = ""

@@ -1,67 +1,137 @@
-"""`Router.select_backend` is the one routing entry point the HTTP layer calls."""
+"""`Router.select_backend` is the one routing entry point; the pipeline decides inside it.
+
+The router's own job is the fallback chain: it runs the pipeline once for the
+requested model and once per fallback model, until one of them can route.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable, Sequence
 
-from nexus.backends.backend import Backend
+import msgspec
+
 from nexus.backends.registry import Registry
-from nexus.config.schema import RoutingConfig
+from nexus.budget import BudgetView, month_of
+from nexus.config.schema import QualityConfig, QueueConfig, RoutingConfig
 from nexus.errors import ModelNotFound, NoViableBackend
-from nexus.routing.aliases import resolve
-from nexus.routing.request import Endpoint, Route, RoutingRequest
-from nexus.routing.strategies import Strategies
+from nexus.pipeline.aliases import resolve
+from nexus.pipeline.analyzer import RequestAnalyzer
+from nexus.pipeline.budget import BudgetReconciler
+from nexus.pipeline.intent import RoutingIntent
+from nexus.pipeline.pipeline import Pipeline, Reconciler, StageEffect
+from nexus.pipeline.policies import PolicySet
+from nexus.pipeline.privacy import PrivacyReconciler
+from nexus.pipeline.quality import QualityReconciler
+from nexus.pipeline.scheduler import SchedulerReconciler
+from nexus.pipeline.scoring import ScoreParts, Scorer
+from nexus.pipeline.strategies import Strategies
+from nexus.pipeline.tier import TierReconciler
+from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingDecision
+from nexus.routing.rejection import no_viable_backend
+from nexus.routing.request import RoutingRequest
 
-ANTHROPIC_ENDPOINTS: frozenset[Endpoint] = frozenset({"chat"})
+
+class ScoreRow(msgspec.Struct):
+    model: str
+    backend: str
+    parts: ScoreParts
+
+
+class Trace(msgspec.Struct):
+    """What `explain` shows: each stage's effect and the scheduler's score table."""
+
+    effects: list[StageEffect] = msgspec.field(default_factory=list)
+    scores: list[ScoreRow] = msgspec.field(default_factory=list)
+
+
+class QueueRequired(NoViableBackend):
+    """Every candidate is busy or loading: the caller may wait `retry_after` seconds."""
+
+    def __init__(self, message: str, queue: Queue) -> None:
+        super().__init__(message, retry_after=max(1, math.ceil(queue.estimated_wait_ms / 1000)))
+        self.queue = queue
 
 
 class Router:
     def __init__(self, config: RoutingConfig, registry: Registry,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, *,
+                 quality: QualityConfig | None = None, queue: QueueConfig | None = None,
+                 budget_view: Callable[[], BudgetView] | None = None,
+                 extra_stages: Sequence[Reconciler] = ()) -> None:
         self.config = config
         self.registry = registry
-        self.strategies = Strategies(config.weights, rng)
-        self._pick = self.strategies.get(config.strategy)
+        quality = quality or QualityConfig()
+        self.scheduler = SchedulerReconciler(
+            Strategies(rng).get(config.strategy),
+            Scorer(config.weights, quality.min_requests), queue or QueueConfig())
+        self.pipeline = Pipeline([
+            RequestAnalyzer(registry, config.aliases, PolicySet(config.policies)),
+            PrivacyReconciler(),
+            BudgetReconciler(config.budget, budget_view or _no_spend),
+            TierReconciler(),
+            QualityReconciler(quality),
+            *extra_stages,
+        ], self.scheduler)
 
     def select_backend(self, request: RoutingRequest) -> Route:
-        resolved = resolve(request.model, self.config.aliases)
-        for model in self._model_chain(resolved):
-            candidates = self._candidates(model, request)
-            if candidates:
-                backend, reason = self._pick(candidates)
-                fallback = model if model != resolved else None
-                return Route(backend=backend, model=model, requested_model=request.model,
-                             reason=self._reason(reason, fallback, request.attempt),
-                             fallback_model=fallback)
-        raise self._no_route(request, resolved)
+        decision = self.decide(request)
+        if isinstance(decision, Route):
+            return decision
+        if isinstance(decision, Queue):
+            if decision.fallback is not None:  # nobody waits inside a synchronous call
+                return decision.fallback
+            raise QueueRequired(_message(request.model, decision.rejection_reasons), decision)
+        if not decision.model_known:
+            raise self._unknown_model(request.model)
+        raise no_viable_backend(request.model, decision.rejection_reasons)
 
-    def _model_chain(self, resolved: str) -> list[str]:
-        fallbacks = self.config.fallbacks.get(resolved, [])
-        return [resolved, *(resolve(m, self.config.aliases) for m in fallbacks)]
+    def decide(self, request: RoutingRequest, trace: Trace | None = None) -> RoutingDecision:
+        """Run the pipeline for the model, then down its fallback chain, until one routes.
 
-    def _candidates(self, model: str, request: RoutingRequest) -> list[Backend]:
-        return [b for b in self.registry.serving(model)
-                if b.health.routable and not b.at_capacity
-                and b.name not in request.excluded and _speaks(b, request.endpoint)]
+        A queue for an earlier model keeps its place: a later model's route becomes
+        the queue's fallback, so the request waits for the model it asked for first.
+        """
+        queued: Queue | None = None
+        reasons: list[RejectionReason] = []
+        known = False
+        for fallback in self._fallbacks(request.model):
+            intent = self._intent(request, fallback)
+            decision = self.pipeline.run(intent, None if trace is None else trace.effects)
+            if trace is not None:
+                trace.scores += [ScoreRow(model=intent.resolved_model, backend=b.name, parts=p)
+                                 for b, p in self.scheduler.score_table(intent)]
+            known = known or intent.model_served
+            if isinstance(decision, Route):
+                if queued is None:
+                    return decision
+                return msgspec.structs.replace(queued, fallback=queued.fallback or decision)
+            if isinstance(decision, Queue):
+                queued = queued or decision
+                if decision.fallback is not None:
+                    return queued
+            reasons += decision.rejection_reasons
+            if not self._may_fall_back(request, intent):
+                break
+        if queued is not None:
+            return queued
+        return Reject(rejection_reasons=reasons, model_known=known)
+
+    def _fallbacks(self, model: str) -> list[str | None]:
+        resolved = resolve(model, self.config.aliases)
+        return [None, *self.config.fallbacks.get(resolved, [])]
 
     @staticmethod
-    def _reason(strategy_reason: str, fallback: str | None, attempt: int) -> str:
-        parts = [strategy_reason]
-        if fallback:
-            parts.append(f"fallback={fallback}")
-        if attempt:
-            parts.append(f"retry={attempt}")
-        return "; ".join(parts)
+    def _may_fall_back(request: RoutingRequest, intent: RoutingIntent) -> bool:
+        return intent.policy.fallback_allowed and not request.flags.strict
 
-    def _no_route(self, request: RoutingRequest, resolved: str) -> Exception:
-        serving = [b for m in self._model_chain(resolved) for b in self.registry.serving(m)]
-        if not serving:
-            return self._unknown_model(request.model)
-        states = ", ".join(f"{b.name} ({_why_not(b, request)})" for b in serving)
-        routable = [b for b in serving if b.health.routable and b.name not in request.excluded]
-        at_capacity = bool(routable) and all(b.at_capacity for b in routable)
-        return NoViableBackend(f"No backend can serve '{request.model}' now: {states}",
-                               retry_after=1 if at_capacity else None)
+    def _intent(self, request: RoutingRequest, fallback: str | None) -> RoutingIntent:
+        return RoutingIntent(request_id=request.request_id, requested_model=request.model,
+                             resolved_model=request.model, endpoint=request.endpoint,
+                             payload=request.payload, fallback_model=fallback,
+                             headers=request.flags, attempt=request.attempt,
+                             tried=request.excluded)
 
     def _unknown_model(self, model: str) -> Exception:
         # A backend that never answered discovery may serve the model: that is not a 404.
@@ -73,15 +143,10 @@ class Router:
                              param="model")
 
 
-def _speaks(backend: Backend, endpoint: Endpoint) -> bool:
-    return backend.api.value == "openai" or endpoint in ANTHROPIC_ENDPOINTS
+def _message(model: str, reasons: list[RejectionReason]) -> str:
+    listed = ", ".join(f"{r.backend} ({r.reason})" for r in reasons)
+    return f"No backend can serve '{model}' now: {listed}"
 
 
-def _why_not(backend: Backend, request: RoutingRequest) -> str:
-    if backend.name in request.excluded:
-        return "failed this request"
-    if not backend.health.routable:
-        return f"{backend.health.state.value}: {backend.health.reason}"
-    if backend.at_capacity:
-        return f"at capacity {backend.in_flight}/{backend.config.max_concurrent}"
-    return f"does not serve /{request.endpoint}"
+def _no_spend() -> BudgetView:
+    return BudgetView(month=month_of())

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from nexus.routing.request import Endpoint
+from nexus.pipeline.types import Endpoint
 
 
 class Call(msgspec.Struct, kw_only=True):

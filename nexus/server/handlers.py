@@ -9,8 +9,8 @@ from aiohttp import web
 
 from nexus import __version__
 from nexus.backends.health import Health
-from nexus.routing.aliases import resolve
-from nexus.routing.request import Endpoint
+from nexus.pipeline.aliases import resolve
+from nexus.pipeline.types import Endpoint
 from nexus.server.call import Call
 from nexus.server.gateway import Gateway
 from nexus.server.metrics import render_metrics

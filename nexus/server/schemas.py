@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from nexus.errors import BadRequest
-from nexus.routing.request import Endpoint
+from nexus.pipeline.types import Endpoint
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
 _AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")

@@ -1,0 +1,34 @@
+"""The month's budget as routing sees it: a snapshot, and the status it implies."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from nexus.config.schema import BudgetConfig
+from nexus.pipeline.types import BudgetStatus
+from nexus.pricing import micro_usd
+
+
+class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
+    month: str
+    spent_micro_usd: int = 0
+    reserved_micro_usd: int = 0
+    stale: bool = False
+    age_seconds: float = 0.0
+
+
+def month_of(unix_time: float | None = None) -> str:
+    """The budget month (UTC) as "YYYY-MM"."""
+    return time.strftime("%Y-%m", time.gmtime(time.time() if unix_time is None else unix_time))
+
+
+def status_of(view: BudgetView, config: BudgetConfig) -> BudgetStatus:
+    limit = micro_usd(config.monthly_limit_usd)
+    used = view.spent_micro_usd + view.reserved_micro_usd
+    if used >= limit:
+        return BudgetStatus.HARD_LIMIT
+    if used * 100 >= limit * config.soft_limit_percent:
+        return BudgetStatus.SOFT_LIMIT
+    return BudgetStatus.NORMAL

@@ -1,0 +1,91 @@
+"""BudgetReconciler: estimate each candidate's cost and apply the month's budget status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nexus.backends.backend import Backend
+from nexus.budget import BudgetView, status_of
+from nexus.config.schema import BudgetConfig
+from nexus.pipeline.intent import RoutingIntent, Verdict
+from nexus.pipeline.types import BudgetStatus, CostEstimate
+from nexus.pricing import usd
+
+STAGE = "BudgetReconciler"
+DEFAULT_OUTPUT_TOKENS = 512   # the estimate when the request sets no max_tokens
+SOFT_LIMIT_LOCAL_BOOST = 2.0  # at the soft limit, local backends score this much higher
+TOKEN_TIERS = ((1_000, "small"), (8_000, "medium"), (32_000, "large"))
+
+
+def token_tier(tokens: int) -> str:
+    return next((name for limit, name in TOKEN_TIERS if tokens <= limit), "xlarge")
+
+
+class BudgetReconciler:
+    name = STAGE
+
+    def __init__(self, config: BudgetConfig | None, view: Callable[[], BudgetView]) -> None:
+        self.config = config
+        self.view = view
+
+    def reconcile(self, intent: RoutingIntent) -> None:
+        self._estimate(intent)
+        if self.config is not None:
+            view = self.view()
+            intent.budget_status = status_of(view, self.config)
+            self._apply_status(intent, view)
+        limit = intent.policy.max_cost_micro_usd
+        if limit is not None:
+            intent.narrow(STAGE, lambda b: _over_cap(intent.costs[b.name], limit))
+
+    @staticmethod
+    def _estimate(intent: RoutingIntent) -> None:
+        needs = intent.requirements
+        output = needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        intent.cost_estimate = CostEstimate(input_tokens=needs.input_tokens, output_tokens=output,
+                                            token_tier=token_tier(needs.input_tokens + output))
+        model = intent.resolved_model
+        intent.costs = {b.name: b.prices.price(model).cost_micro_usd(needs.input_tokens, output)
+                        for b in intent.candidates}
+
+    def _apply_status(self, intent: RoutingIntent, view: BudgetView) -> None:
+        assert self.config is not None
+        status, action = intent.budget_status, self.config.hard_limit_action
+        stale_closed = view.stale and self._when_stale() == "fail_closed"
+        if status is BudgetStatus.SOFT_LIMIT:
+            for backend in intent.candidates:
+                if intent.costs[backend.name] == 0:
+                    intent.adjust(backend, STAGE, SOFT_LIMIT_LOCAL_BOOST,
+                                  "budget soft limit: local backends preferred")
+        if status is BudgetStatus.HARD_LIMIT and action == "warn":
+            intent.warnings.append("budget hard limit reached (hard_limit_action = warn)")
+        elif status is BudgetStatus.HARD_LIMIT and action == "block_all":
+            intent.narrow(STAGE, lambda b: _blocked_all())
+        elif status is BudgetStatus.HARD_LIMIT or stale_closed:
+            why = "budget view is stale (when_stale = fail_closed)" if stale_closed and \
+                status is not BudgetStatus.HARD_LIMIT else "monthly budget hard limit reached"
+            intent.narrow(STAGE, lambda b: _paid(b, intent.costs[b.name], why))
+
+    def _when_stale(self) -> str:
+        assert self.config is not None
+        default = "fail_closed" if self.config.enforcement == "strict" else "fail_open"
+        return self.config.when_stale or default
+
+
+def _paid(backend: Backend, cost: int, why: str) -> Verdict:
+    if cost == 0:
+        return None
+    return (f"{why}; estimated cost ${usd(cost)}",
+            "use a model served by a local backend, or raise routing.budget.monthly_limit_usd")
+
+
+def _blocked_all() -> Verdict:
+    return ("monthly budget hard limit reached (hard_limit_action = block_all)",
+            "raise routing.budget.monthly_limit_usd or wait for the next month")
+
+
+def _over_cap(cost: int, limit: int) -> Verdict:
+    if cost <= limit:
+        return None
+    return (f"estimated cost ${usd(cost)} exceeds the policy's max_cost_per_request "
+            f"${usd(limit)}", "lower max_tokens, or use a cheaper model")

@@ -1,0 +1,73 @@
+"""`RoutingIntent`: the one object every stage reads and narrows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from nexus.backends.backend import Backend
+from nexus.pipeline.policies import NO_POLICY, EffectivePolicy
+from nexus.pipeline.types import (
+    NO_FLAGS,
+    BudgetStatus,
+    CostEstimate,
+    Endpoint,
+    RejectionReason,
+    RequestFlags,
+    Requirements,
+    ScoreAdjustment,
+)
+
+Verdict = tuple[str, str] | None  # (reason, suggestion) against a backend, or None
+
+
+class RoutingIntent(msgspec.Struct, kw_only=True):
+    request_id: str
+    requested_model: str
+    resolved_model: str
+    endpoint: Endpoint = "chat"
+    payload: dict[str, Any] | None = None
+    fallback_model: str | None = None     # set when a fallback chain is being tried
+    headers: RequestFlags = NO_FLAGS
+    attempt: int = 0                      # 0 for the first try, n for the n-th retry
+    policy: EffectivePolicy = NO_POLICY
+    requirements: Requirements = msgspec.field(default_factory=Requirements)
+    restricted: bool = False              # privacy constraint: restricted zones only
+    min_tier: int | None = None
+    budget_status: BudgetStatus = BudgetStatus.NORMAL
+    cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
+    costs: dict[str, int] = msgspec.field(default_factory=dict)  # backend -> micro-USD
+    candidates: list[Backend] = msgspec.field(default_factory=list)
+    excluded: list[str] = msgspec.field(default_factory=list)
+    rejection_reasons: list[RejectionReason] = msgspec.field(default_factory=list)
+    adjustments: list[ScoreAdjustment] = msgspec.field(default_factory=list)
+    warnings: list[str] = msgspec.field(default_factory=list)
+    tried: frozenset[str] = frozenset()   # backends this request already failed on
+    model_served: bool = False            # some backend in the fleet lists the model
+
+    def narrow(self, stage: str, why_not: Callable[[Backend], Verdict]) -> None:
+        """Keep the candidates `why_not` has nothing against; drop the rest with a reason.
+
+        The only way a stage changes the candidate set: it can shrink, never grow.
+        """
+        kept: list[Backend] = []
+        for backend in self.candidates:
+            verdict = why_not(backend)
+            if verdict is None:
+                kept.append(backend)
+            else:
+                self.excluded.append(backend.name)
+                self.rejection_reasons.append(RejectionReason(backend.name, stage, *verdict))
+        self.candidates = kept
+
+    def adjust(self, backend: Backend, stage: str, factor: float, reason: str) -> None:
+        self.adjustments.append(ScoreAdjustment(backend.name, stage, factor, reason))
+
+    def factor(self, backend: Backend) -> float:
+        result = 1.0
+        for adjustment in self.adjustments:
+            if adjustment.backend == backend.name:
+                result *= adjustment.factor
+        return result

@@ -1,0 +1,60 @@
+"""Run the reconcilers in order; optionally record each stage's effect for `explain`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from nexus.pipeline.intent import RoutingIntent
+from nexus.pipeline.types import RejectionReason, RoutingDecision, ScoreAdjustment
+
+
+class Reconciler(Protocol):
+    name: str
+
+    def reconcile(self, intent: RoutingIntent) -> None:
+        """Add constraints, drop candidates with reasons; never add a candidate back."""
+
+
+class Decider(Protocol):
+    name: str
+
+    def reconcile(self, intent: RoutingIntent) -> None: ...
+
+    def decide(self, intent: RoutingIntent) -> RoutingDecision: ...
+
+
+class StageEffect(msgspec.Struct):
+    model: str          # the model this run routed: the requested one or a fallback
+    stage: str
+    before: list[str]
+    after: list[str]
+    reasons: list[RejectionReason]
+    adjustments: list[ScoreAdjustment]
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Reconciler], decider: Decider) -> None:
+        self.stages = [*stages, decider]
+        self.decider = decider
+
+    def run(self, intent: RoutingIntent,
+            trace: list[StageEffect] | None = None) -> RoutingDecision:
+        for stage in self.stages:
+            if trace is None:
+                stage.reconcile(intent)
+            else:
+                _traced(stage, intent, trace)
+        return self.decider.decide(intent)
+
+
+def _traced(stage: Reconciler, intent: RoutingIntent, trace: list[StageEffect]) -> None:
+    before = [b.name for b in intent.candidates]
+    reasons, adjustments = len(intent.rejection_reasons), len(intent.adjustments)
+    stage.reconcile(intent)
+    trace.append(StageEffect(model=intent.resolved_model, stage=stage.name, before=before,
+                             after=[b.name for b in intent.candidates],
+                             reasons=intent.rejection_reasons[reasons:],
+                             adjustments=intent.adjustments[adjustments:]))

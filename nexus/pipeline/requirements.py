@@ -1,0 +1,56 @@
+"""What a request needs from a backend, read from its body without decoding it twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus.pipeline.types import Requirements
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+def requirements_of(payload: dict[str, Any] | None) -> Requirements:
+    if not payload:
+        return Requirements()
+    chars, messages, vision = _content(payload)
+    response_format = payload.get("response_format")
+    max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
+    return Requirements(
+        vision=vision,
+        tools=bool(payload.get("tools") or payload.get("functions")),
+        json_mode=isinstance(response_format, dict)
+        and response_format.get("type") in JSON_FORMATS,
+        input_tokens=chars // CHARS_PER_TOKEN + messages * TOKENS_PER_MESSAGE,
+        max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0
+        else None,
+    )
+
+
+def _content(payload: dict[str, Any]) -> tuple[int, int, bool]:
+    """(characters of text, number of messages, any image part) of chat, prompt or input."""
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        chars, vision = 0, False
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            text, image = _message_content(content)
+            chars, vision = chars + text, vision or image
+        return chars, len(messages), vision
+    other = payload.get("prompt", payload.get("input"))
+    return len(str(other)) if other is not None else 0, 0, False
+
+
+def _message_content(content: Any) -> tuple[int, bool]:
+    if isinstance(content, str):
+        return len(content), False
+    if not isinstance(content, list):
+        return 0, False
+    chars, vision = 0, False
+    for part in content:
+        if isinstance(part, dict):
+            if part.get("type") in ("image_url", "input_image", "image"):
+                vision = True
+            chars += len(str(part.get("text", "")))
+    return chars, vision
