@@ -54,6 +54,7 @@ class AnthropicStream:
         self.model = model
         self.include_usage = include_usage
         self.usage: Usage | None = None
+        self.events = 0
         self._id = "chatcmpl-"
         self._created = int(time.time())
         self._tool_index: dict[int, int] = {}
@@ -93,6 +94,7 @@ class AnthropicStream:
 
     def _on_content_block_delta(self, data: Json) -> list[bytes]:
         delta = data.get("delta", {})
+        self.events += 1
         if delta.get("type") == "text_delta":
             return [self._chunk({"content": delta.get("text", "")})]
         if delta.get("type") == "input_json_delta":

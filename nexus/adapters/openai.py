@@ -40,11 +40,12 @@ class OpenAIStream:
     """Forwards complete events unchanged; reads usage, and hides the usage chunk nobody
     asked for. Events are only split apart in the rare chunk that mentions usage."""
 
-    __slots__ = ("_buffer", "include_usage", "usage")
+    __slots__ = ("_buffer", "events", "include_usage", "usage")
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage: Usage | None = None
+        self.events = 0
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -53,6 +54,7 @@ class OpenAIStream:
             data = data.replace(b"\r\n", b"\n")
         cut = data.rfind(b"\n\n") + 2
         complete, self._buffer = data[:cut], data[cut:]
+        self.events += complete.count(b"data:")
         if b'"usage"' not in complete:
             return complete
         return b"".join(self._event(event) for event in split_events(complete))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 
@@ -23,10 +24,12 @@ log = logging.getLogger(__name__)
 
 class HealthChecker:
     def __init__(self, registry: Registry, session: aiohttp.ClientSession,
-                 config: HealthCheckConfig) -> None:
+                 config: HealthCheckConfig, on_checked: Callable[[], None] = lambda: None,
+                 ) -> None:
         self.registry = registry
         self.session = session
         self.config = config
+        self.on_checked = on_checked  # e.g. wake queued requests: a backend may be back
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -41,6 +44,7 @@ class HealthChecker:
         for backend, result in zip(self.registry, results, strict=True):
             self.apply(backend, result)
         self.registry.reindex()
+        self.on_checked()
 
     async def discover(self, backend: Backend) -> Discovery:
         if backend.is_cloud and not backend.api_key:

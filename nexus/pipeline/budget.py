@@ -58,7 +58,8 @@ class BudgetReconciler:
                     intent.adjust(backend, STAGE, SOFT_LIMIT_LOCAL_BOOST,
                                   "budget soft limit: local backends preferred")
         if status is BudgetStatus.HARD_LIMIT and action == "warn":
-            intent.warnings.append("budget hard limit reached (hard_limit_action = warn)")
+            intent.warnings["X-Nexus-Budget-Warning"] = \
+                "monthly budget hard limit reached (hard_limit_action = warn)"
         elif status is BudgetStatus.HARD_LIMIT and action == "block_all":
             intent.narrow(STAGE, lambda b: _blocked_all())
         elif status is BudgetStatus.HARD_LIMIT or stale_closed:

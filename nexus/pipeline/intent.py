@@ -43,7 +43,7 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     excluded: list[str] = msgspec.field(default_factory=list)
     rejection_reasons: list[RejectionReason] = msgspec.field(default_factory=list)
     adjustments: list[ScoreAdjustment] = msgspec.field(default_factory=list)
-    warnings: list[str] = msgspec.field(default_factory=list)
+    warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
     tried: frozenset[str] = frozenset()   # backends this request already failed on
     model_served: bool = False            # some backend in the fleet lists the model
 

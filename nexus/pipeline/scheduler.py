@@ -60,7 +60,7 @@ class SchedulerReconciler:
                      requested_model=intent.requested_model, reason="; ".join(parts),
                      fallback_model=intent.resolved_model if intent.fallback_model else None,
                      cost_estimate=cost, budget_status=intent.budget_status,
-                     warnings=list(intent.warnings))
+                     warnings=dict(intent.warnings))
 
     def _preferred_loading(self, intent: RoutingIntent, ready: list[Backend]) -> Backend | None:
         """A loading backend of higher priority than every ready one, worth waiting for:

@@ -21,8 +21,9 @@ class TierReconciler:
         elif any(b.tier >= tier for b in intent.candidates):
             intent.narrow(STAGE, lambda b: _below(b, tier, strict=False))
         elif intent.candidates:
-            intent.warnings.append(f"no backend meets min_tier {tier}; a lower tier serves "
-                                   "this request (X-Nexus-Flexible)")
+            intent.warnings["X-Nexus-Tier-Warning"] = (
+                f"no backend meets min_tier {tier}; a lower tier serves this request "
+                "(X-Nexus-Flexible)")
 
     @staticmethod
     def _flexible(intent: RoutingIntent) -> bool:

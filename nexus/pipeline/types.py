@@ -70,7 +70,7 @@ class Route(msgspec.Struct, kw_only=True):
     fallback_model: str | None = None  # set when a fallback chain chose the model
     cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
     budget_status: BudgetStatus = BudgetStatus.NORMAL
-    warnings: list[str] = msgspec.field(default_factory=list)
+    warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
 
 
 class Queue(msgspec.Struct, kw_only=True):

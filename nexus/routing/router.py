@@ -76,7 +76,11 @@ class Router:
         ], self.scheduler)
 
     def select_backend(self, request: RoutingRequest) -> Route:
-        decision = self.decide(request)
+        return self.outcome(request, self.decide(request))
+
+    def outcome(self, request: RoutingRequest, decision: RoutingDecision) -> Route:
+        """The route a decision means for a caller that will not wait (any more): a
+        Queue goes to its fallback or is a 503 with Retry-After; a Reject is an error."""
         if isinstance(decision, Route):
             return decision
         if isinstance(decision, Queue):

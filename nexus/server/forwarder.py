@@ -12,13 +12,17 @@ from nexus.adapters import ADAPTERS
 from nexus.backends.backend import Backend
 from nexus.config.schema import ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
-from nexus.routing.request import Route, RoutingRequest
+from nexus.pipeline.types import Queue, Route
+from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
 from nexus.server.call import Call
 from nexus.server.headers import route_headers
+from nexus.server.spend import spend_record
 from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
 from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
+from nexus.server.waiting import QueueFull, WaitQueue
+from nexus.store.base import Store
 
 log = logging.getLogger(__name__)
 EVENT_STREAM = "text/event-stream"
@@ -26,11 +30,13 @@ EVENT_STREAM = "text/event-stream"
 
 class Forwarder:
     def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
-                 max_retries: int, stats: Stats) -> None:
+                 max_retries: int, stats: Stats, store: Store, waiting: WaitQueue) -> None:
         self.router = router
         self.session = session
         self.max_retries = max_retries
         self.stats = stats
+        self.store = store
+        self.waiting = waiting
         timeout = server.request_timeout_seconds
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10),
@@ -41,9 +47,7 @@ class Forwarder:
         failure: NexusError | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                route = self.router.select_backend(RoutingRequest(
-                    model=call.model, endpoint=call.endpoint,
-                    excluded=frozenset(excluded), attempt=attempt))
+                route = await self._route(call, frozenset(excluded), attempt)
             except NoViableBackend:
                 if failure is None:
                     raise
@@ -53,11 +57,28 @@ class Forwarder:
             except UpstreamFailure as exc:
                 log.info("request %s: %s failed before the first byte: %s",
                          call.request_id, route.backend.name, exc.error.message)
+                route.backend.metrics.error()
                 self.stats.failure(route.backend.name, exc.error.code)
                 excluded.add(route.backend.name)
                 failure = exc.error
         assert failure is not None
         raise failure
+
+    async def _route(self, call: Call, excluded: frozenset[str], attempt: int) -> Route:
+        """Decide; when the decision is to queue, wait for capacity and decide again."""
+        request = RoutingRequest(model=call.model, endpoint=call.endpoint, excluded=excluded,
+                                 attempt=attempt, payload=call.payload, flags=call.flags,
+                                 request_id=call.request_id)
+        decision = self.router.decide(request)
+        if not isinstance(decision, Queue) or not self.waiting.enabled:
+            return self.router.outcome(request, decision)
+        try:
+            ticket = self.waiting.ticket(call.priority)
+        except QueueFull as exc:
+            raise NoViableBackend(f"{exc}; {decision.reason}", retry_after=1) from None
+        while isinstance(decision, Queue) and await self.waiting.wait(ticket):
+            decision = self.router.decide(request)
+        return self.router.outcome(request, decision)
 
     async def _attempt(self, route: Route, call: Call,
                        request: web.Request) -> web.StreamResponse:
@@ -67,6 +88,7 @@ class Forwarder:
             return await self._exchange(route, call, request)
         finally:
             backend.in_flight -= 1
+            self.waiting.wake_one()
 
     async def _exchange(self, route: Route, call: Call,
                         request: web.Request) -> web.StreamResponse:
@@ -86,8 +108,11 @@ class Forwarder:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:
                     translator = adapter.stream_translator(route.model, call.include_usage)
-                    return await relay_stream(response, request, headers, translator,
-                                              backend, self.stats, started)
+                    out = await relay_stream(response, request, headers, translator,
+                                             backend, self.stats, started)
+                    self.store.record_spend(spend_record(call.spend_id, route, translator.usage,
+                                                         translator.events))
+                    return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except TimeoutError:
             backend.health.failure("timed out")
@@ -101,10 +126,17 @@ class Forwarder:
             backend.health.failure(f"broken response: {exc.__class__.__name__}")
             raise UpstreamFailure(BackendError(
                 f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
-        backend.observe_latency((loop.time() - started) * 1000)
-        backend.health.success()
+        self._succeeded(backend, (loop.time() - started) * 1000)
         self.stats.response(backend.name, 200, usage)
+        self.store.record_spend(spend_record(call.spend_id, route, usage))
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    @staticmethod
+    def _succeeded(backend: Backend, millis: float) -> None:
+        backend.observe_latency(millis)
+        backend.metrics.first_token(millis)  # a whole answer's first token came with it
+        backend.metrics.success()
+        backend.health.success()
 
     async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
                      headers: dict[str, str]) -> web.Response:

@@ -16,15 +16,22 @@ from nexus.config.schema import Config
 from nexus.routing.router import Router
 from nexus.server.forwarder import Forwarder
 from nexus.server.stats import Stats
+from nexus.server.waiting import WaitQueue
+from nexus.store.base import Store
+from nexus.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, config: Config, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Config, environ: dict[str, str] | None = None,
+                 store: Store | None = None) -> None:
         self.config = config
         self.registry = Registry.from_config(config, environ or dict(os.environ))
-        self.router = Router(config.routing, self.registry)
+        self.store: Store = store or MemoryStore()
+        self.router = Router(config.routing, self.registry, quality=config.quality,
+                             queue=config.queue, budget_view=self.store.budget_view)
+        self.waiting = WaitQueue(config.queue)
         self.stats = Stats()
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
@@ -40,10 +47,17 @@ class Gateway:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             self._forwarder = Forwarder(self.router, session, self.config.server,
-                                        self.config.routing.max_retries, self.stats)
-            checker = HealthChecker(self.registry, session, self.config.health_check)
-            async with _health_loop(checker, self.config.health_check.enabled):
-                yield
+                                        self.config.routing.max_retries, self.stats,
+                                        self.store, self.waiting)
+            checker = HealthChecker(self.registry, session, self.config.health_check,
+                                    on_checked=self.waiting.wake_all)
+            await self.store.start()
+            try:
+                async with _health_loop(checker, self.config.health_check.enabled):
+                    yield
+            finally:
+                self.waiting.wake_all()
+                await self.store.close()
 
 
 @contextlib.asynccontextmanager

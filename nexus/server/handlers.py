@@ -12,6 +12,7 @@ from nexus.backends.health import Health
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.types import Endpoint
 from nexus.server.call import Call
+from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
 from nexus.server.metrics import render_metrics
 from nexus.server.middleware import REQUEST_ID
@@ -42,7 +43,8 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     options = view.stream_options or {}
     call = Call(request_id=request[REQUEST_ID], endpoint=endpoint, model=view.model,
                 payload=raw, stream=view.stream and endpoint != "embeddings",
-                include_usage=bool(options.get("include_usage")))
+                include_usage=bool(options.get("include_usage")),
+                flags=request_flags(request.headers), priority=request_priority(request.headers))
     return await request.app[GATEWAY].forwarder.serve(call, request)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nexus.routing.request import Route
+from nexus.pipeline.types import Route
+from nexus.pricing import usd
 
 
 def route_headers(route: Route, request_id: str) -> dict[str, str]:
@@ -13,8 +14,11 @@ def route_headers(route: Route, request_id: str) -> dict[str, str]:
         "X-Nexus-Model": route.model,
         "X-Nexus-Route-Reason": route.reason,
         "X-Nexus-Privacy-Zone": backend.config.zone,
+        "X-Nexus-Cost-Estimated": usd(route.cost_estimate.cost_micro_usd),
+        "X-Nexus-Budget-Status": route.budget_status.value,
         "X-Nexus-Request-Id": request_id,
     }
     if route.fallback_model:
         headers["X-Nexus-Fallback-Model"] = route.fallback_model
+    headers.update(route.warnings)  # X-Nexus-Tier-Warning, X-Nexus-Budget-Warning
     return headers

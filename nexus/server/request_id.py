@@ -18,4 +18,9 @@ _COUNTER = itertools.count(1)
 def request_id(client_value: str | None) -> str:
     if client_value and _SANE.match(client_value):
         return client_value
+    return fresh_id()
+
+
+def fresh_id() -> str:
+    """An id no client chose: the key that makes a spend write count once."""
     return f"{_PREFIX}{next(_COUNTER):016x}"

@@ -33,13 +33,18 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
                        backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
     first = await _first_bytes(response, translator, backend)
-    backend.observe_latency((asyncio.get_running_loop().time() - started) * 1000)
+    millis = (asyncio.get_running_loop().time() - started) * 1000
+    backend.observe_latency(millis)
+    backend.metrics.first_token(millis)
     out = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache"})
     try:
         await _send(out, first, request)
         if await _pump(response, out, translator, backend):
             backend.health.success()
+            backend.metrics.success()
+        else:
+            backend.metrics.error()
     except ClientGone:
         log.info("client left mid-stream from %s", backend.name)
     stats.response(backend.name, 200, translator.usage)

@@ -1,0 +1,49 @@
+"""The shared-state interface: what routing reads without I/O, and where spend goes.
+
+Reads (`budget_view`) come from a snapshot held in memory, so the routing path
+never waits on the network. Writes (`record_spend`) never block the request and
+never lose money: an implementation may batch them, but each request id counts once.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from nexus.budget import BudgetView
+
+
+class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str     # the idempotency key: a second record with it is ignored
+    month: str          # "YYYY-MM", UTC, when the request was routed
+    backend: str
+    model: str
+    cost_micro_usd: int
+    estimated: bool = False  # True when the backend reported no usage
+
+
+class SpendBreakdown(msgspec.Struct, kw_only=True):
+    month: str
+    total_micro_usd: int = 0
+    reserved_micro_usd: int = 0
+    by_backend: dict[str, int] = msgspec.field(default_factory=dict)
+    by_model: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class Store(Protocol):
+    name: str
+
+    def budget_view(self) -> BudgetView:
+        """The month's spend as last seen; never does I/O."""
+
+    def record_spend(self, record: SpendRecord) -> None:
+        """Count one request's cost; returns at once, never loses it, never counts it twice."""
+
+    async def breakdown(self, month: str) -> SpendBreakdown:
+        """The month's spend per backend and per model, for `nexus budget` and /v1/stats."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Flush what is buffered, then let go of connections."""

@@ -1,0 +1,50 @@
+"""The in-process store: one replica, no Redis, nothing survives a restart."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+
+from nexus.budget import BudgetView, month_of
+from nexus.store.base import SpendBreakdown, SpendRecord
+
+SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
+
+
+class MemoryStore:
+    name = "memory"
+
+    def __init__(self, month: Callable[[], str] = month_of) -> None:
+        self._month = month
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()  # (month, request id)
+        self._total: Counter[str] = Counter()
+        self._by_backend: dict[str, Counter[str]] = {}
+        self._by_model: dict[str, Counter[str]] = {}
+
+    def budget_view(self) -> BudgetView:
+        month = self._month()
+        return BudgetView(month=month, spent_micro_usd=self._total[month])
+
+    def record_spend(self, record: SpendRecord) -> None:
+        key = (record.month, record.request_id)
+        if key in self._seen or record.cost_micro_usd <= 0:
+            return
+        self._seen[key] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        self._total[record.month] += record.cost_micro_usd
+        self._by_backend.setdefault(record.month, Counter())[record.backend] += \
+            record.cost_micro_usd
+        self._by_model.setdefault(record.month, Counter())[record.model] += \
+            record.cost_micro_usd
+
+    async def breakdown(self, month: str) -> SpendBreakdown:
+        return SpendBreakdown(month=month, total_micro_usd=self._total[month],
+                              by_backend=dict(self._by_backend.get(month, {})),
+                              by_model=dict(self._by_model.get(month, {})))
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
