@@ -1,4 +1,4 @@
-"""The `nexus` command: serve, check, config init, backends, models."""
+"""The `nexus` command: serve, check, config init, backends, models, explain."""
 
 from __future__ import annotations
 
@@ -51,7 +51,27 @@ def _parser() -> argparse.ArgumentParser:
         inspect.add_argument("--url", help="gateway URL (default: from the config)")
         inspect.add_argument("--json", action="store_true")
         inspect.set_defaults(command=_inspect, what=name)
+    _explain_parser(sub)
     return parser
+
+
+def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = sub.add_parser("explain", help="dry-run a request through a running gateway's "
+                             "routing pipeline and print every stage's effect")
+    explain.add_argument("--config", help="TOML file naming the gateway's address")
+    explain.add_argument("--url", help="gateway URL (default: from the config)")
+    explain.add_argument("--model", "-m", required=True)
+    explain.add_argument("--message", default="Hello", help="the user message to route")
+    explain.add_argument("--max-tokens", type=int)
+    explain.add_argument("--body", help="a JSON chat request body to use instead")
+    explain.add_argument("--privacy", choices=["restricted", "unrestricted"])
+    explain.add_argument("--strict", action="store_true", help="send X-Nexus-Strict")
+    explain.add_argument("--flexible", action="store_true", help="send X-Nexus-Flexible")
+    explain.add_argument("--api-key-env", default="NEXUS_API_KEY",
+                         help="environment variable holding a client key (never a flag: "
+                              "flags show in the process list)")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(command=_explain)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -87,6 +107,12 @@ def _config_init(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {args.output}; validate it with: nexus check {args.output}")
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from nexus.explain_cli import explain_command
+
+    return explain_command(args)
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -11,13 +11,18 @@ from typing import Any
 from nexus.config.loader import load_config
 
 
-def inspect(what: str, config_path: str | None, url: str | None, *, as_json: bool) -> int:
+def gateway_url(config_path: str | None, url: str | None) -> str:
     if url is None:
         server = load_config(config_path).server
         url = f"http://{server.host}:{server.port}"
+    return url.rstrip("/")
+
+
+def inspect(what: str, config_path: str | None, url: str | None, *, as_json: bool) -> int:
+    url = gateway_url(config_path, url)
     path = "/v1/stats" if what == "backends" else "/v1/models"
     try:
-        data = _get(url.rstrip("/") + path)
+        data = _get(url + path)
     except (urllib.error.URLError, OSError) as exc:
         print(f"nexus: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
         return 1

@@ -51,6 +51,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)
+    app.router.add_post("/v1/routing/explain", handlers.routing_explain)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/stats", handlers.stats)
     app.router.add_get("/health", handlers.health)

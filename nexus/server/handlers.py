@@ -11,6 +11,8 @@ from nexus import __version__
 from nexus.backends.health import Health
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.types import Endpoint
+from nexus.routing.explain import explain
+from nexus.routing.request import RoutingRequest
 from nexus.server.call import Call
 from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
@@ -46,6 +48,14 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
                 include_usage=bool(options.get("include_usage")),
                 flags=request_flags(request.headers), priority=request_priority(request.headers))
     return await request.app[GATEWAY].forwarder.serve(call, request)
+
+
+async def routing_explain(request: web.Request) -> web.Response:
+    """Run the pipeline on a chat request body without sending it anywhere."""
+    view, raw = parse_body("chat", await request.read())
+    routing = RoutingRequest(model=view.model, payload=raw, request_id=request[REQUEST_ID],
+                             flags=request_flags(request.headers))
+    return json_response(explain(request.app[GATEWAY].router, routing))
 
 
 async def list_models(request: web.Request) -> web.Response:
