@@ -54,7 +54,8 @@ class PolicySet:
         cached = self._effective_cache.get(key)
         if cached is None:
             cached = NO_POLICY
-            for policy in dict.fromkeys(p for n in key if (p := self.match(n)) is not None):
+            matched = {id(p): p for n in key if (p := self.match(n)) is not None}
+            for policy in matched.values():  # each policy once, in the order first matched
                 cached = cached.tighten(policy)
             self._effective_cache[key] = cached
         return cached
