@@ -87,3 +87,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def chat(model: str = "mock-model", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: object,
+               **headers: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+        return r.status, dict(r.headers), await r.json()
+
+
+async def read_sse(response: aiohttp.ClientResponse) -> list[str]:
+    text = (await response.read()).decode()
+    return [e.removeprefix("data: ") for e in text.split("\n\n") if e.strip()]

@@ -7,18 +7,15 @@ import json
 
 import aiohttp
 
-from tests.conftest import GatewayFactory, MockFactory, backend, chat, make_config
-
-
-async def post(http: aiohttp.ClientSession, url: str, body: object,
-               **headers: str) -> tuple[int, dict[str, str], dict[str, object]]:
-    async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
-        return r.status, dict(r.headers), await r.json()
-
-
-async def read_sse(response: aiohttp.ClientResponse) -> list[str]:
-    text = (await response.read()).decode()
-    return [e.removeprefix("data: ") for e in text.split("\n\n") if e.strip()]
+from tests.conftest import (
+    GatewayFactory,
+    MockFactory,
+    backend,
+    chat,
+    make_config,
+    post,
+    read_sse,
+)
 
 
 async def test_chat_is_forwarded_with_unknown_fields_and_routing_headers(

@@ -190,7 +190,7 @@ def test_soft_limit_raises_local_backends_scores() -> None:
     intent = make_intent(*paid_fleet(), model="gpt-4o")
     budget_stage(80).reconcile(intent)
     assert intent.budget_status is BudgetStatus.SOFT_LIMIT
-    assert [(a.backend, a.factor) for a in intent.adjustments] == [("local", 2.0)]
+    assert [(a.backend, a.factor) for a in intent.adjustments] == [("local", 1000.0)]
     assert len(intent.candidates) == 2
 
 
@@ -378,3 +378,13 @@ def test_score_table_is_best_first() -> None:
     stage = scheduler()
     intent = make_intent(make_backend("low", priority=10), make_backend("high", priority=90))
     assert [b.name for b, _ in stage.score_table(intent)] == ["high", "low"]
+
+
+def test_flexible_counts_a_down_backend_as_not_meeting_the_tier() -> None:
+    low, high = make_backend("low", tier=1), make_backend("high", tier=3, healthy=False)
+    high.health.unreachable("refused")
+    intent = make_intent(low, high, flags=RequestFlags(flexible=True),
+                         policies=[{"model_pattern": "m", "min_tier": 3}])
+    TierReconciler().reconcile(intent)
+    assert names(intent.candidates) == ["low", "high"]  # the scheduler drops "high" later
+    assert "X-Nexus-Tier-Warning" in intent.warnings

@@ -13,7 +13,9 @@ from nexus.pricing import usd
 
 STAGE = "BudgetReconciler"
 DEFAULT_OUTPUT_TOKENS = 512   # the estimate when the request sets no max_tokens
-SOFT_LIMIT_LOCAL_BOOST = 2.0  # at the soft limit, local backends score this much higher
+# At the soft limit a free backend's score is multiplied by this: enough for a local
+# backend to outrank paid ones, while local backends still compete on their own scores.
+SOFT_LIMIT_LOCAL_BOOST = 1000.0
 TOKEN_TIERS = ((1_000, "small"), (8_000, "medium"), (32_000, "large"))
 
 

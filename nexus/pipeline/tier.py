@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nexus.backends.backend import Backend
+from nexus.backends.health import Health
 from nexus.pipeline.intent import RoutingIntent, Verdict
 
 STAGE = "TierReconciler"
@@ -18,7 +19,8 @@ class TierReconciler:
             return
         if not self._flexible(intent):
             intent.narrow(STAGE, lambda b: _below(b, tier, strict=True))
-        elif any(b.tier >= tier for b in intent.candidates):
+        elif any(b.tier >= tier and b.health.state is not Health.UNHEALTHY
+                 for b in intent.candidates):
             intent.narrow(STAGE, lambda b: _below(b, tier, strict=False))
         elif intent.candidates:
             intent.warnings["X-Nexus-Tier-Warning"] = (

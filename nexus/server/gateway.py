@@ -35,6 +35,7 @@ class Gateway:
         self.stats = Stats()
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
+        self.checker: HealthChecker | None = None
 
     @property
     def forwarder(self) -> Forwarder:
@@ -51,6 +52,7 @@ class Gateway:
                                         self.store, self.waiting)
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     on_checked=self.waiting.wake_all)
+            self.checker = checker
             await self.store.start()
             try:
                 async with _health_loop(checker, self.config.health_check.enabled):
