@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,3 +99,11 @@ async def post(http: aiohttp.ClientSession, url: str, body: object,
 async def read_sse(response: aiohttp.ClientResponse) -> list[str]:
     text = (await response.read()).decode()
     return [e.removeprefix("data: ") for e in text.split("\n\n") if e.strip()]
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
