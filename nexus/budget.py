@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import msgspec
@@ -20,8 +21,14 @@ class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def month_of(unix_time: float | None = None) -> str:
-    """The budget month (UTC) as "YYYY-MM"."""
-    return time.strftime("%Y-%m", time.gmtime(time.time() if unix_time is None else unix_time))
+    """The budget month (UTC) as "YYYY-MM"; computed once per hour, as it is asked often."""
+    hour = int((time.time() if unix_time is None else unix_time) // 3600)
+    return _month_of_hour(hour)
+
+
+@functools.lru_cache(maxsize=64)
+def _month_of_hour(hour: int) -> str:
+    return time.strftime("%Y-%m", time.gmtime(hour * 3600))
 
 
 def status_of(view: BudgetView, config: BudgetConfig) -> BudgetStatus:

@@ -64,6 +64,8 @@ class PriceTable:
                             for model, p in config.pricing.items()}
         self._cloud = cloud
         self._cache: dict[str, Price] = {}
+        # Local hardware with no configured price never bills: routing skips the lookup.
+        self.always_free = not cloud and all(p == FREE for p in self._configured.values())
 
     def price(self, model: str) -> Price:
         found = self._cache.get(model)

@@ -174,7 +174,7 @@ def test_cost_estimate_uses_each_backends_price() -> None:
                                   "max_tokens": 1000})
     BudgetReconciler(None, lambda: BudgetView(month="x")).reconcile(intent)
     # gpt-4o: $2.50 / M input, $10 / M output; 1004 input tokens, 1000 output tokens.
-    assert intent.costs == {"local": 0, "cloud": 2510 + 10_000}
+    assert intent.costs == {"cloud": 2510 + 10_000}  # free backends are not listed
     assert intent.cost_estimate.token_tier == "medium"
 
 

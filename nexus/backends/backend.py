@@ -14,8 +14,12 @@ LATENCY_EMA_ALPHA = 0.2
 
 
 class Backend:
-    __slots__ = ("_api_key", "base_url", "config", "discovered", "health", "in_flight", "kind",
-                 "latency_ema_ms", "metrics", "models", "name", "prices")
+    # Static facts the pipeline reads on every decision are copied into plain slots:
+    # one attribute load each, no property call, no walk through `config`.
+    __slots__ = ("_api_key", "base_url", "config", "context_window", "discovered", "free",
+                 "health", "in_flight", "json_mode", "kind", "latency_ema_ms",
+                 "max_concurrent", "metrics", "models", "name", "openai_api", "prices",
+                 "priority", "restricted_zone", "tier", "tools", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -32,6 +36,15 @@ class Backend:
         self.latency_ema_ms: float | None = None
         self.metrics = BackendMetrics()
         self.prices = PriceTable(config, self.kind.cloud)
+        self.free = self.prices.always_free
+        self.priority = config.priority
+        self.tier = config.tier
+        self.max_concurrent = config.max_concurrent
+        self.restricted_zone = config.zone == "restricted"
+        self.openai_api = self.kind.api is Api.OPENAI  # serves every endpoint, not chat only
+        can = config.capabilities
+        self.vision, self.tools, self.json_mode = can.vision, can.tools, can.json_mode
+        self.context_window = can.context_window
         if self.kind.cloud and not self._api_key:
             self.health.unreachable(f"environment variable {config.api_key_env} is not set")
 
@@ -51,20 +64,12 @@ class Backend:
         return self.kind.api
 
     @property
-    def tier(self) -> int:
-        return self.config.tier
-
-    @property
-    def restricted_zone(self) -> bool:
-        return self.config.zone == "restricted"
-
-    @property
     def at_capacity(self) -> bool:
-        return self.in_flight >= self.config.max_concurrent
+        return self.in_flight >= self.max_concurrent
 
     @property
     def load(self) -> float:
-        return min(1.0, self.in_flight / self.config.max_concurrent)
+        return min(1.0, self.in_flight / self.max_concurrent)
 
     def set_discovered(self, models: frozenset[str]) -> None:
         self.discovered = models

@@ -19,21 +19,29 @@ ROUTABLE = frozenset({Health.HEALTHY, Health.UNKNOWN})
 class HealthTracker:
     """Counts consecutive outcomes and moves between states at the configured thresholds."""
 
-    __slots__ = ("eta", "failure_threshold", "failures", "reason", "recovery_threshold",
-                 "state", "successes")
+    # `routable` and `down` are plain slots kept in step with `state`: routing reads
+    # them for every candidate, and an Enum comparison costs several times more.
+    __slots__ = ("_state", "down", "eta", "failure_threshold", "failures", "reason",
+                 "recovery_threshold", "routable", "successes")
 
     def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
         self.failure_threshold = failure_threshold
         self.recovery_threshold = recovery_threshold
-        self.state = Health.UNKNOWN
+        self.state: Health = Health.UNKNOWN
         self.reason = "not checked yet"
         self.failures = 0
         self.successes = 0
         self.eta: float | None = None  # unix time the model should be loaded by
 
     @property
-    def routable(self) -> bool:
-        return self.state in ROUTABLE
+    def state(self) -> Health:
+        return self._state
+
+    @state.setter
+    def state(self, state: Health) -> None:
+        self._state = state
+        self.routable = state in ROUTABLE
+        self.down = state is Health.UNHEALTHY
 
     def success(self) -> None:
         self.failures = 0

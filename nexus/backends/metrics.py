@@ -1,4 +1,8 @@
-"""Per-backend outcome counts in minute buckets over the last hour, and time to first token."""
+"""Per-backend outcome counts in minute buckets over the last hour, and time to first token.
+
+Hour totals are kept as running sums: a bucket leaves them when its minute falls out
+of the window, so reading an error rate costs the same for any traffic history.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +16,37 @@ Clock = Callable[[], float]
 
 
 class BackendMetrics:
-    __slots__ = ("_clock", "_errors", "_minutes", "_successes", "ttft_ema_ms")
+    __slots__ = ("_clock", "_errors", "_minute", "_successes", "errors", "successes",
+                 "ttft_ema_ms")
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._minutes = [-1] * BUCKETS   # which minute each slot currently counts
+        self._minute = int(clock() // 60)   # the newest minute the buckets hold
         self._successes = [0] * BUCKETS
         self._errors = [0] * BUCKETS
+        self.successes = 0                  # over the last hour
+        self.errors = 0
         self.ttft_ema_ms: float | None = None
 
-    def _slot(self) -> int:
+    def _advance(self) -> int:
+        """Move the window to now, dropping minutes that left it; returns the slot of now."""
         minute = int(self._clock() // 60)
-        slot = minute % BUCKETS
-        if self._minutes[slot] != minute:  # a new minute reuses the slot of an hour ago
-            self._minutes[slot] = minute
-            self._successes[slot] = self._errors[slot] = 0
-        return slot
+        if minute > self._minute:
+            for step in range(1, min(minute - self._minute, BUCKETS) + 1):
+                slot = (self._minute + step) % BUCKETS
+                self.successes -= self._successes[slot]
+                self.errors -= self._errors[slot]
+                self._successes[slot] = self._errors[slot] = 0
+            self._minute = minute
+        return self._minute % BUCKETS
 
     def success(self) -> None:
-        self._successes[self._slot()] += 1
+        self._successes[self._advance()] += 1
+        self.successes += 1
 
     def error(self) -> None:
-        self._errors[self._slot()] += 1
+        self._errors[self._advance()] += 1
+        self.errors += 1
 
     def first_token(self, millis: float) -> None:
         ema = self.ttft_ema_ms
@@ -41,11 +54,10 @@ class BackendMetrics:
 
     def window(self) -> tuple[int, int]:
         """(successes, errors) over the last hour."""
-        oldest = int(self._clock() // 60) - BUCKETS + 1
-        live = [i for i, minute in enumerate(self._minutes) if minute >= oldest]
-        return sum(self._successes[i] for i in live), sum(self._errors[i] for i in live)
+        self._advance()
+        return self.successes, self.errors
 
     def error_rate(self, min_requests: int) -> float | None:
-        successes, errors = self.window()
-        total = successes + errors
-        return None if total < min_requests else errors / total
+        self._advance()
+        total = self.successes + self.errors
+        return None if total < min_requests else self.errors / total

@@ -5,11 +5,12 @@ from __future__ import annotations
 from nexus.backends.backend import Backend
 from nexus.backends.registry import Registry
 from nexus.pipeline.aliases import resolve
-from nexus.pipeline.intent import RoutingIntent, Verdict
-from nexus.pipeline.policies import PolicySet
+from nexus.pipeline.intent import RoutingIntent
+from nexus.pipeline.policies import EffectivePolicy, PolicySet
 from nexus.pipeline.requirements import requirements_of
 
 STAGE = "RequestAnalyzer"
+NAME_CACHE_SIZE = 4096
 
 
 class RequestAnalyzer:
@@ -19,38 +20,50 @@ class RequestAnalyzer:
         self.registry = registry
         self.aliases = aliases
         self.policies = policies
+        self._names: dict[tuple[str, str | None], tuple[str, EffectivePolicy]] = {}
+
+    def _resolve(self, requested: str, fallback: str | None) -> tuple[str, EffectivePolicy]:
+        """The model to route and the policy of every name the request goes by; cached,
+        as aliases and policies only change with the configuration."""
+        target = fallback or requested
+        resolved = resolve(target, self.aliases)
+        names = (requested, resolve(requested, self.aliases), target, resolved)
+        return resolved, self.policies.effective(names)
 
     def reconcile(self, intent: RoutingIntent) -> None:
-        target = intent.fallback_model or intent.requested_model
-        intent.resolved_model = resolve(target, self.aliases)
-        names = [intent.requested_model, resolve(intent.requested_model, self.aliases),
-                 target, intent.resolved_model]
-        intent.policy = self.policies.effective(dict.fromkeys(names))
-        intent.requirements = requirements_of(intent.payload)
-        intent.candidates = list(self.registry.serving(intent.resolved_model))
-        intent.model_served = bool(intent.candidates)
-        intent.narrow(STAGE, lambda backend: self._why_not(backend, intent))
+        key = (intent.requested_model, intent.fallback_model)
+        known = self._names.get(key)
+        if known is None:
+            if len(self._names) >= NAME_CACHE_SIZE:  # model names come from clients
+                self._names.clear()
+            known = self._names[key] = self._resolve(*key)
+        intent.resolved_model, intent.policy = known
+        intent.requirements = needs = requirements_of(intent.payload)
+        serving = self.registry.serving(intent.resolved_model)
+        intent.model_served = bool(serving)
+        intent.candidates = list(serving)  # ours to narrow; the registry's index stays intact
+        tried, chat = intent.tried, intent.endpoint == "chat"
+        needed = needs.context_needed
+        kept = [b for b in serving
+                if (not tried or b.name not in tried) and (chat or b.openai_api)
+                and (b.vision or not needs.vision) and (b.tools or not needs.tools)
+                and (b.json_mode or not needs.json_mode)
+                and (b.context_window is None or b.context_window >= needed)]
+        intent.keep(STAGE, kept, lambda backend: _why_not(backend, intent))
 
-    @staticmethod
-    def _why_not(backend: Backend, intent: RoutingIntent) -> Verdict:
-        if backend.name in intent.tried:
-            return "failed earlier in this request", "nothing to do: retrying elsewhere"
-        if backend.api.value != "openai" and intent.endpoint != "chat":
-            return (f"does not serve /{intent.endpoint}",
-                    "use an OpenAI-compatible backend for this endpoint")
-        return _capability_gap(backend, intent)
 
-
-def _capability_gap(backend: Backend, intent: RoutingIntent) -> Verdict:
-    needs, can = intent.requirements, backend.config.capabilities
-    for needed, capable, what in ((needs.vision, can.vision, "images"),
-                                  (needs.tools, can.tools, "tools"),
-                                  (needs.json_mode, can.json_mode, "JSON mode")):
+def _why_not(backend: Backend, intent: RoutingIntent) -> tuple[str, str]:
+    if backend.name in intent.tried:
+        return "failed earlier in this request", "nothing to do: retrying elsewhere"
+    if not backend.openai_api and intent.endpoint != "chat":
+        return (f"does not serve /{intent.endpoint}",
+                "use an OpenAI-compatible backend for this endpoint")
+    needs = intent.requirements
+    for needed, capable, what in ((needs.vision, backend.vision, "images"),
+                                  (needs.tools, backend.tools, "tools"),
+                                  (needs.json_mode, backend.json_mode, "JSON mode")):
         if needed and not capable:
             return (f"cannot handle {what}",
                     f"send the request without {what}, or add a backend that handles them")
-    window = can.context_window
-    if window is not None and needs.context_needed > window:
-        return (f"context window {window} tokens < {needs.context_needed} needed",
-                "shorten the conversation or lower max_tokens")
-    return None
+    return (f"context window {backend.context_window} tokens < {needs.context_needed} needed",
+            "shorten the conversation or lower max_tokens")

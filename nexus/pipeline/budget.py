@@ -37,8 +37,10 @@ class BudgetReconciler:
             intent.budget_status = status_of(view, self.config)
             self._apply_status(intent, view)
         limit = intent.policy.max_cost_micro_usd
-        if limit is not None:
-            intent.narrow(STAGE, lambda b: _over_cap(intent.costs[b.name], limit))
+        costs = intent.costs
+        if limit is not None and costs:  # free backends never pass a cost cap
+            intent.keep(STAGE, [b for b in intent.candidates if costs.get(b.name, 0) <= limit],
+                        lambda b: _over_cap(costs[b.name], limit))
 
     @staticmethod
     def _estimate(intent: RoutingIntent) -> None:
@@ -46,9 +48,9 @@ class BudgetReconciler:
         output = needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS
         intent.cost_estimate = CostEstimate(input_tokens=needs.input_tokens, output_tokens=output,
                                             token_tier=token_tier(needs.input_tokens + output))
-        model = intent.resolved_model
-        intent.costs = {b.name: b.prices.price(model).cost_micro_usd(needs.input_tokens, output)
-                        for b in intent.candidates}
+        model, tokens_in = intent.resolved_model, needs.input_tokens
+        intent.costs = {b.name: b.prices.price(model).cost_micro_usd(tokens_in, output)
+                        for b in intent.candidates if not b.free}
 
     def _apply_status(self, intent: RoutingIntent, view: BudgetView) -> None:
         assert self.config is not None
@@ -56,7 +58,7 @@ class BudgetReconciler:
         stale_closed = view.stale and self._when_stale() == "fail_closed"
         if status is BudgetStatus.SOFT_LIMIT:
             for backend in intent.candidates:
-                if intent.costs[backend.name] == 0:
+                if intent.costs.get(backend.name, 0) == 0:
                     intent.adjust(backend, STAGE, SOFT_LIMIT_LOCAL_BOOST,
                                   "budget soft limit: local backends preferred")
         if status is BudgetStatus.HARD_LIMIT and action == "warn":
@@ -67,7 +69,7 @@ class BudgetReconciler:
         elif status is BudgetStatus.HARD_LIMIT or stale_closed:
             why = "budget view is stale (when_stale = fail_closed)" if stale_closed and \
                 status is not BudgetStatus.HARD_LIMIT else "monthly budget hard limit reached"
-            intent.narrow(STAGE, lambda b: _paid(b, intent.costs[b.name], why))
+            intent.narrow(STAGE, lambda b: _paid(b, intent.costs.get(b.name, 0), why))
 
     def _when_stale(self) -> str:
         assert self.config is not None
@@ -87,8 +89,6 @@ def _blocked_all() -> Verdict:
             "raise routing.budget.monthly_limit_usd or wait for the next month")
 
 
-def _over_cap(cost: int, limit: int) -> Verdict:
-    if cost <= limit:
-        return None
+def _over_cap(cost: int, limit: int) -> tuple[str, str]:
     return (f"estimated cost ${usd(cost)} exceeds the policy's max_cost_per_request "
             f"${usd(limit)}", "lower max_tokens, or use a cheaper model")

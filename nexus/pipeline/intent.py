@@ -21,6 +21,10 @@ from nexus.pipeline.types import (
 )
 
 Verdict = tuple[str, str] | None  # (reason, suggestion) against a backend, or None
+Explain = Callable[[Backend], tuple[str, str]]
+# A dropped backend with what says why: the words are only written when someone reads
+# them (a Reject, explain), so a stage that drops half of a large fleet stays cheap.
+Drop = tuple[Backend, str, Explain | tuple[str, str]]
 
 
 class RoutingIntent(msgspec.Struct, kw_only=True):
@@ -38,10 +42,10 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     min_tier: int | None = None
     budget_status: BudgetStatus = BudgetStatus.NORMAL
     cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
-    costs: dict[str, int] = msgspec.field(default_factory=dict)  # backend -> micro-USD
+    costs: dict[str, int] = msgspec.field(default_factory=dict)  # paid backend -> micro-USD
     candidates: list[Backend] = msgspec.field(default_factory=list)
     excluded: list[str] = msgspec.field(default_factory=list)
-    rejection_reasons: list[RejectionReason] = msgspec.field(default_factory=list)
+    drops: list[Drop] = msgspec.field(default_factory=list)
     adjustments: list[ScoreAdjustment] = msgspec.field(default_factory=list)
     warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
     tried: frozenset[str] = frozenset()   # backends this request already failed on
@@ -59,8 +63,31 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
                 kept.append(backend)
             else:
                 self.excluded.append(backend.name)
-                self.rejection_reasons.append(RejectionReason(backend.name, stage, *verdict))
+                self.drops.append((backend, stage, verdict))
         self.candidates = kept
+
+    def keep(self, stage: str, kept: list[Backend],
+             why_not: Callable[[Backend], tuple[str, str]]) -> None:
+        """Like `narrow`, for a stage that has already filtered in one pass: `why_not` is
+        asked only about the dropped backends, so the common case (nothing dropped) is free."""
+        if len(kept) == len(self.candidates):
+            return
+        still = set(kept)  # backends hash by identity
+        dropped = [backend for backend in self.candidates if backend not in still]
+        self.excluded += [backend.name for backend in dropped]
+        self.drops += [(backend, stage, why_not) for backend in dropped]
+        self.candidates = kept
+
+    @property
+    def rejection_reasons(self) -> list[RejectionReason]:
+        return reasons_of(self.drops)
+
+    def factors(self) -> dict[str, float]:
+        """Each adjusted backend's combined score factor; absent means 1."""
+        result: dict[str, float] = {}
+        for adjustment in self.adjustments:
+            result[adjustment.backend] = result.get(adjustment.backend, 1.0) * adjustment.factor
+        return result
 
     def adjust(self, backend: Backend, stage: str, factor: float, reason: str) -> None:
         self.adjustments.append(ScoreAdjustment(backend.name, stage, factor, reason))
@@ -71,3 +98,9 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
             if adjustment.backend == backend.name:
                 result *= adjustment.factor
         return result
+
+
+def reasons_of(drops: list[Drop]) -> list[RejectionReason]:
+    return [RejectionReason(backend.name, stage, *(why if isinstance(why, tuple)
+                                                   else why(backend)))
+            for backend, stage, why in drops]

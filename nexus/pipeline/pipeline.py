@@ -7,7 +7,7 @@ from typing import Protocol
 
 import msgspec
 
-from nexus.pipeline.intent import RoutingIntent
+from nexus.pipeline.intent import RoutingIntent, reasons_of
 from nexus.pipeline.types import RejectionReason, RoutingDecision, ScoreAdjustment
 
 
@@ -52,9 +52,9 @@ class Pipeline:
 
 def _traced(stage: Reconciler, intent: RoutingIntent, trace: list[StageEffect]) -> None:
     before = [b.name for b in intent.candidates]
-    reasons, adjustments = len(intent.rejection_reasons), len(intent.adjustments)
+    drops, adjustments = len(intent.drops), len(intent.adjustments)
     stage.reconcile(intent)
     trace.append(StageEffect(model=intent.resolved_model, stage=stage.name, before=before,
                              after=[b.name for b in intent.candidates],
-                             reasons=intent.rejection_reasons[reasons:],
+                             reasons=reasons_of(intent.drops[drops:]),
                              adjustments=intent.adjustments[adjustments:]))

@@ -11,6 +11,9 @@ from nexus.config.schema import PolicyConfig
 from nexus.pricing import micro_usd
 
 
+CACHE_SIZE = 4096  # distinct model names remembered; a flood of made-up names resets it
+
+
 class EffectivePolicy(msgspec.Struct, frozen=True):
     """The strictest combination of the policies that matched the request's model names."""
 
@@ -43,6 +46,8 @@ class PolicySet:
 
     def match(self, model: str) -> PolicyConfig | None:
         if model not in self._match_cache:
+            if len(self._match_cache) >= CACHE_SIZE:  # model names come from clients
+                self._match_cache.clear()
             self._match_cache[model] = next(
                 (policy for pattern, policy in self._compiled if pattern.match(model)), None)
         return self._match_cache[model]
@@ -53,6 +58,8 @@ class PolicySet:
         key = tuple(names)
         cached = self._effective_cache.get(key)
         if cached is None:
+            if len(self._effective_cache) >= CACHE_SIZE:
+                self._effective_cache.clear()
             cached = NO_POLICY
             matched = {id(p): p for n in key if (p := self.match(n)) is not None}
             for policy in matched.values():  # each policy once, in the order first matched

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nexus.backends.backend import Backend
-from nexus.pipeline.intent import RoutingIntent, Verdict
+from nexus.pipeline.intent import RoutingIntent
 
 STAGE = "PrivacyReconciler"
 
@@ -16,7 +16,8 @@ class PrivacyReconciler:
             or intent.headers.restricted
         if intent.restricted:
             why = _source(intent)
-            intent.narrow(STAGE, lambda backend: _open_zone(backend, why))
+            intent.keep(STAGE, [b for b in intent.candidates if b.restricted_zone],
+                        lambda backend: _open_zone(backend, why))
 
 
 def _source(intent: RoutingIntent) -> str:
@@ -25,8 +26,6 @@ def _source(intent: RoutingIntent) -> str:
     return "the request asked for restricted handling (X-Nexus-Privacy)"
 
 
-def _open_zone(backend: Backend, why: str) -> Verdict:
-    if backend.restricted_zone:
-        return None
+def _open_zone(backend: Backend, why: str) -> tuple[str, str]:
     return (f"zone '{backend.config.zone}' may not receive restricted traffic: {why}",
             "serve the model from a backend with zone = \"restricted\"")

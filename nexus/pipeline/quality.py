@@ -17,15 +17,23 @@ class QualityReconciler:
         self.config = config
 
     def reconcile(self, intent: RoutingIntent) -> None:
-        verdicts = {b.name: self._verdict(b) for b in intent.candidates}
-        if not any(v is None for v in verdicts.values()):
-            for backend in intent.candidates:  # dropping all would leave nothing: penalise
+        # Only a backend with an error in the window or a slow first token can be degraded:
+        # checking that first keeps a healthy fleet's cost to one pass over the list.
+        slow = self.config.ttft_penalty_threshold_ms
+        suspects = [b for b in intent.candidates
+                    if b.metrics.errors or (b.metrics.ttft_ema_ms or 0.0) > slow]
+        if not suspects:
+            return
+        verdicts = {b.name: self._verdict(b) for b in suspects}
+        degraded = {name for name, verdict in verdicts.items() if verdict is not None}
+        if len(degraded) == len(intent.candidates):  # dropping all would leave nothing
+            for backend in intent.candidates:
                 verdict = verdicts[backend.name]
                 assert verdict is not None
                 intent.adjust(backend, STAGE, DEGRADED_FACTOR,
                               f"kept although {verdict[0]}: every candidate is degraded")
             return
-        intent.narrow(STAGE, lambda b: verdicts[b.name])
+        intent.narrow(STAGE, lambda b: verdicts.get(b.name))
 
     def _verdict(self, backend: Backend) -> Verdict:
         rate = backend.metrics.error_rate(self.config.min_requests)

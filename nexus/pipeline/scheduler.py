@@ -9,7 +9,7 @@ import msgspec
 from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.config.schema import QueueConfig
-from nexus.pipeline.intent import RoutingIntent, Verdict
+from nexus.pipeline.intent import RoutingIntent
 from nexus.pipeline.scoring import ScoreParts, Scorer
 from nexus.pipeline.strategies import Strategy
 from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingDecision
@@ -27,12 +27,15 @@ class SchedulerReconciler:
         self.queue = queue
 
     def reconcile(self, intent: RoutingIntent) -> None:
-        intent.narrow(STAGE, _down)
+        intent.keep(STAGE, [b for b in intent.candidates if not b.health.down], _down)
 
     def decide(self, intent: RoutingIntent) -> RoutingDecision:
-        ready = [b for b in intent.candidates if b.health.routable and not b.at_capacity]
+        ready = [b for b in intent.candidates
+                 if b.health.routable and b.in_flight < b.max_concurrent]
         if ready:
             route = self._route(intent, ready)
+            if len(ready) == len(intent.candidates):  # nothing loading, nothing full
+                return route
             preferred = self._preferred_loading(intent, ready)
             if preferred is None:
                 return route
@@ -44,11 +47,13 @@ class SchedulerReconciler:
 
     def score_table(self, intent: RoutingIntent) -> list[tuple[Backend, ScoreParts]]:
         """Every remaining candidate's score and its factors, best first (for explain)."""
-        rows = [(b, self.scorer.parts(b, intent.factor(b))) for b in intent.candidates]
+        factors = intent.factors()
+        rows = [(b, self.scorer.parts(b, factors.get(b.name, 1.0))) for b in intent.candidates]
         return sorted(rows, key=lambda row: -row[1].score)
 
     def _route(self, intent: RoutingIntent, ready: list[Backend]) -> Route:
-        backend, why = self.strategy(ready, lambda b: self.scorer.score(b, intent.factor(b)))
+        score_all, factors = self.scorer.score_all, intent.factors()
+        backend, why = self.strategy(ready, lambda backends: score_all(backends, factors))
         parts = [why]
         if intent.fallback_model:
             parts.append(f"fallback={intent.resolved_model}")
@@ -67,11 +72,11 @@ class SchedulerReconciler:
         its model is nearly loaded (known ETA within the queue's max wait)."""
         if not self.queue.enabled:
             return None
-        top = max(b.config.priority for b in ready)
+        top = max(b.priority for b in ready)
         limit_ms = self.queue.max_wait_seconds * 1000
         loading = [b for b in intent.candidates if b.health.state is Health.LOADING
-                   and b.health.eta and b.config.priority > top and _wait_ms(b) <= limit_ms]
-        return max(loading, key=lambda b: b.config.priority, default=None)
+                   and b.health.eta and b.priority > top and _wait_ms(b) <= limit_ms]
+        return max(loading, key=lambda b: b.priority, default=None)
 
     def _queue(self, intent: RoutingIntent) -> Queue:
         waiting = [RejectionReason(b.name, STAGE, _busy(b), "retry shortly: capacity frees up")
@@ -81,10 +86,7 @@ class SchedulerReconciler:
                      rejection_reasons=[*intent.rejection_reasons, *waiting])
 
 
-def _down(backend: Backend) -> Verdict:
-    state = backend.health.state
-    if state is Health.HEALTHY or state is Health.UNKNOWN or state is Health.LOADING:
-        return None
+def _down(backend: Backend) -> tuple[str, str]:
     return (f"unhealthy: {backend.health.reason}",
             f"check that {backend.name} is running; it returns after passing health checks")
 
@@ -94,7 +96,7 @@ def _busy(backend: Backend) -> str:
         eta = backend.health.eta
         ready = f", ready in ~{max(0, eta - time.time()):.0f}s" if eta else ""
         return f"loading the model{ready}"
-    return f"at capacity {backend.in_flight}/{backend.config.max_concurrent}"
+    return f"at capacity {backend.in_flight}/{backend.max_concurrent}"
 
 
 def _wait_ms(backend: Backend) -> int:

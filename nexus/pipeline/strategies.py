@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from nexus.backends.backend import Backend
 
 Pick = tuple[Backend, str]
-Score = Callable[[Backend], float]
-Strategy = Callable[[Sequence[Backend], Score], Pick]
+ScoreAll = Callable[[Sequence[Backend]], list[float]]  # only `smart` asks for scores
+Strategy = Callable[[Sequence[Backend], ScoreAll], Pick]
 
 
 class Strategies:
@@ -24,22 +24,20 @@ class Strategies:
         return {"smart": self.smart, "round_robin": self.round_robin,
                 "priority_only": self.priority_only, "random": self.random}[name]
 
-    def smart(self, candidates: Sequence[Backend], score: Score) -> Pick:
-        # Ties are broken by a rotating start, so equal backends share the traffic.
-        start = next(self._counter) % len(candidates)
-        best, best_score = candidates[start], score(candidates[start])
-        for backend in (*candidates[start + 1:], *candidates[:start]):
-            value = score(backend)
-            if value > best_score:
-                best, best_score = backend, value
-        return best, f"smart score={best_score:.3f}"
+    def smart(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
+        scores = score_all(candidates)
+        best = max(scores)
+        # Ties take turns, so equal backends share the traffic.
+        tied = [i for i, score in enumerate(scores) if score == best]
+        chosen = tied[next(self._counter) % len(tied)] if len(tied) > 1 else tied[0]
+        return candidates[chosen], f"smart score={best:.3f}"
 
-    def round_robin(self, candidates: Sequence[Backend], score: Score) -> Pick:
+    def round_robin(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
         return candidates[next(self._counter) % len(candidates)], "round_robin"
 
-    def priority_only(self, candidates: Sequence[Backend], score: Score) -> Pick:
-        best = max(candidates, key=lambda b: b.config.priority)
-        return best, f"priority_only priority={best.config.priority}"
+    def priority_only(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
+        best = max(candidates, key=lambda b: b.priority)
+        return best, f"priority_only priority={best.priority}"
 
-    def random(self, candidates: Sequence[Backend], score: Score) -> Pick:
+    def random(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
         return self._rng.choice(candidates), "random"

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from nexus.backends.backend import Backend
-from nexus.backends.health import Health
-from nexus.pipeline.intent import RoutingIntent, Verdict
+from nexus.pipeline.intent import RoutingIntent
 
 STAGE = "TierReconciler"
+STRICT_HINT = "send X-Nexus-Flexible to accept a lower tier"
 
 
 class TierReconciler:
     name = STAGE
 
     def reconcile(self, intent: RoutingIntent) -> None:
-        intent.min_tier = intent.policy.min_tier
-        tier = intent.min_tier
+        intent.min_tier = tier = intent.policy.min_tier
         if tier is None:
             return
+        meeting = [b for b in intent.candidates if b.tier >= tier]
         if not self._flexible(intent):
-            intent.narrow(STAGE, lambda b: _below(b, tier, strict=True))
-        elif any(b.tier >= tier and b.health.state is not Health.UNHEALTHY
-                 for b in intent.candidates):
-            intent.narrow(STAGE, lambda b: _below(b, tier, strict=False))
+            intent.keep(STAGE, meeting, lambda b: _below(b, tier, STRICT_HINT))
+        elif any(not b.health.down for b in meeting):
+            intent.keep(STAGE, meeting,
+                        lambda b: _below(b, tier, "a backend meeting the tier is available"))
         elif intent.candidates:
             intent.warnings["X-Nexus-Tier-Warning"] = (
                 f"no backend meets min_tier {tier}; a lower tier serves this request "
@@ -33,9 +33,5 @@ class TierReconciler:
         return flags.flexible and not flags.strict and intent.policy.fallback_allowed
 
 
-def _below(backend: Backend, tier: int, *, strict: bool) -> Verdict:
-    if backend.tier >= tier:
-        return None
-    hint = "send X-Nexus-Flexible to accept a lower tier" if strict \
-        else "a backend meeting the tier is available"
+def _below(backend: Backend, tier: int, hint: str) -> tuple[str, str]:
     return f"tier {backend.tier} is below the policy's min_tier {tier}", hint
