@@ -10,7 +10,6 @@ from wcmatch import fnmatch
 from nexus.config.schema import PolicyConfig
 from nexus.pricing import micro_usd
 
-
 CACHE_SIZE = 4096  # distinct model names remembered; a flood of made-up names resets it
 
 
