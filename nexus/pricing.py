@@ -84,6 +84,8 @@ class PriceTable:
 
 def usd(micro: int) -> str:
     """Micro-USD as a decimal USD string, exact (no float on the way)."""
+    if micro == 0:
+        return "0.000000"  # most requests: local backends
     sign = "-" if micro < 0 else ""
     whole, frac = divmod(abs(micro), 1_000_000)
     return f"{sign}{whole}.{frac:06d}"

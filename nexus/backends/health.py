@@ -14,6 +14,7 @@ class Health(enum.Enum):
 
 
 ROUTABLE = frozenset({Health.HEALTHY, Health.UNKNOWN})
+_HEALTHY, _UNHEALTHY = Health.HEALTHY, Health.UNHEALTHY  # plain globals: no descriptor call
 
 
 class HealthTracker:
@@ -46,8 +47,9 @@ class HealthTracker:
     def success(self) -> None:
         self.failures = 0
         self.successes += 1
-        recovered = self.successes >= self.recovery_threshold
-        if self.state is not Health.UNHEALTHY or recovered:
+        if self._state is _HEALTHY:  # the common case, once per request: nothing changes
+            return
+        if self._state is not _UNHEALTHY or self.successes >= self.recovery_threshold:
             self._set(Health.HEALTHY, "ok")
 
     def failure(self, reason: str) -> None:

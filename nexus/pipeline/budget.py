@@ -16,11 +16,13 @@ DEFAULT_OUTPUT_TOKENS = 512   # the estimate when the request sets no max_tokens
 # At the soft limit a free backend's score is multiplied by this: enough for a local
 # backend to outrank paid ones, while local backends still compete on their own scores.
 SOFT_LIMIT_LOCAL_BOOST = 1000.0
-TOKEN_TIERS = ((1_000, "small"), (8_000, "medium"), (32_000, "large"))
-
-
 def token_tier(tokens: int) -> str:
-    return next((name for limit, name in TOKEN_TIERS if tokens <= limit), "xlarge")
+    """The size class of a request, for pricing reports: small, medium, large, xlarge."""
+    if tokens <= 1_000:
+        return "small"
+    if tokens <= 8_000:
+        return "medium"
+    return "large" if tokens <= 32_000 else "xlarge"
 
 
 class BudgetReconciler:

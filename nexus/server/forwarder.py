@@ -22,7 +22,7 @@ from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
 from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
 from nexus.server.waiting import QueueFull, WaitQueue
-from nexus.store.base import Store
+from nexus.store.base import SpendRecord, Store
 
 log = logging.getLogger(__name__)
 EVENT_STREAM = "text/event-stream"
@@ -110,8 +110,8 @@ class Forwarder:
                     translator = adapter.stream_translator(route.model, call.include_usage)
                     out = await relay_stream(response, request, headers, translator,
                                              backend, self.stats, started)
-                    self.store.record_spend(spend_record(call.spend_id, route, translator.usage,
-                                                         translator.events))
+                    self._bill(spend_record(call.spend_id, route, translator.usage,
+                                            translator.events))
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except TimeoutError:
@@ -128,8 +128,12 @@ class Forwarder:
                 f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
         self._succeeded(backend, (loop.time() - started) * 1000)
         self.stats.response(backend.name, 200, usage)
-        self.store.record_spend(spend_record(call.spend_id, route, usage))
+        self._bill(spend_record(call.spend_id, route, usage))
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    def _bill(self, record: SpendRecord | None) -> None:
+        if record is not None:
+            self.store.record_spend(record)
 
     @staticmethod
     def _succeeded(backend: Backend, millis: float) -> None:
