@@ -46,6 +46,9 @@ class ServerConfig(Section):
 class RedisConfig(Section):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: Name = "nexus"
+    snapshot_interval_seconds: PositiveFloat = 1.0  # how often the budget view is re-read
+    stale_after_seconds: PositiveFloat = 10.0       # a view older than this is stale
+    timeout_seconds: PositiveFloat = 1.0            # per Redis command
 
 
 class FleetConfig(Section):

@@ -17,8 +17,8 @@ from nexus.routing.router import Router
 from nexus.server.forwarder import Forwarder
 from nexus.server.stats import Stats
 from nexus.server.waiting import WaitQueue
+from nexus.store import store_for
 from nexus.store.base import Store
-from nexus.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Gateway:
                  store: Store | None = None) -> None:
         self.config = config
         self.registry = Registry.from_config(config, environ or dict(os.environ))
-        self.store: Store = store or MemoryStore()
+        self.store: Store = store or store_for(config)
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view)
         self.waiting = WaitQueue(config.queue)

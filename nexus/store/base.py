@@ -43,6 +43,9 @@ class Store(Protocol):
     async def breakdown(self, month: str) -> SpendBreakdown:
         """The month's spend per backend and per model, for `nexus budget` and /v1/stats."""
 
+    async def sync(self) -> None:
+        """Write what is buffered and re-read the snapshot now (tests, CLI, shutdown)."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None:

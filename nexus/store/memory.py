@@ -43,6 +43,9 @@ class MemoryStore:
                               by_backend=dict(self._by_backend.get(month, {})),
                               by_model=dict(self._by_model.get(month, {})))
 
+    async def sync(self) -> None:
+        return None
+
     async def start(self) -> None:
         return None
 

@@ -1,0 +1,23 @@
+"""Every Redis key Nexus uses, built in one place, all under the configured prefix.
+
+The layout, with redis-cli examples, is documented in docs/redis-keys.md.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def spend_total(self, month: str) -> str:
+        return f"{self.prefix}:spend:{month}:total"
+
+    def spend_by_backend(self, month: str) -> str:
+        return f"{self.prefix}:spend:{month}:by_backend"
+
+    def spend_by_model(self, month: str) -> str:
+        return f"{self.prefix}:spend:{month}:by_model"
+
+    def spend_counted(self, request_id: str) -> str:
+        return f"{self.prefix}:spend:counted:{request_id}"

@@ -1,0 +1,219 @@
+"""The Redis store: the fleet's shared money, read from a snapshot, written exactly once.
+
+Routing reads `budget_view()`, a snapshot refreshed every `snapshot_interval_seconds`
+by one background read, so no request waits on Redis. Each paid request's cost is
+one `spend.lua` call keyed by the request id: retried after a timeout it counts
+once. While Redis is away, costs wait in memory (and count in this replica's
+view) and are written when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import redis.asyncio as redis
+from redis.exceptions import NoScriptError, RedisError
+
+from nexus.budget import BudgetView, month_of
+from nexus.config.schema import RedisConfig
+from nexus.store.base import SpendBreakdown, SpendRecord
+from nexus.store.keys import Keys
+from nexus.store.lua import lua_script
+
+log = logging.getLogger(__name__)
+COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
+WRITE_BATCH = 256  # spend records per round trip
+RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self, config: RedisConfig, month: Callable[[], str] = month_of,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.keys = Keys(config.prefix)
+        self.client = redis.Redis.from_url(
+            config.url, socket_timeout=config.timeout_seconds,
+            socket_connect_timeout=config.timeout_seconds, decode_responses=True)
+        self._spend = self.client.register_script(lua_script("spend"))
+        self._month = month
+        self._clock = clock
+        self._spent = 0                      # the month's total at the last snapshot
+        self._snapshot_month = month()
+        self._snapshot_at: float | None = None
+        self._pending: dict[str, SpendRecord] = {}  # written to Redis not yet confirmed
+        self._pending_total: dict[str, int] = {}     # month -> micro-USD in _pending
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = False
+        self.last_error = ""
+
+    # -- what routing reads --------------------------------------------------------------
+    def budget_view(self) -> BudgetView:
+        month = self._month()
+        age = self.snapshot_age()
+        spent = self._spent if month == self._snapshot_month else 0
+        pending = self._pending_total.get(month, 0)
+        return BudgetView(month=month, spent_micro_usd=spent + pending,
+                          stale=age is None or age > self.config.stale_after_seconds,
+                          age_seconds=-1.0 if age is None else age)
+
+    def snapshot_age(self) -> float | None:
+        return None if self._snapshot_at is None else self._clock() - self._snapshot_at
+
+    # -- what the forwarder writes -------------------------------------------------------
+    def record_spend(self, record: SpendRecord) -> None:
+        if record.cost_micro_usd <= 0 or record.request_id in self._pending:
+            return
+        self._pending[record.request_id] = record
+        self._pending_total[record.month] = \
+            self._pending_total.get(record.month, 0) + record.cost_micro_usd
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Costs recorded here but not yet confirmed by Redis."""
+        return len(self._pending)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except RedisError as exc:
+            log.warning("Redis at %s is unreachable (%s): routing starts without a budget "
+                        "snapshot and spend is buffered until it returns", self._where(), exc)
+        self._tasks = [asyncio.create_task(self._write_forever(), name="redis-spend"),
+                       asyncio.create_task(self._refresh_forever(), name="redis-snapshot")]
+
+    async def close(self, flush_seconds: float = 5.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(flush_seconds):
+                await self.flush()
+        if self._pending:
+            lost = sum(r.cost_micro_usd for r in self._pending.values())
+            log.error("shutting down with %d cost record(s), %d micro-USD, not written to "
+                      "Redis (%s)", len(self._pending), lost, self.last_error)
+        await self.client.aclose()
+
+    async def sync(self) -> None:
+        """Write what is pending and re-read the snapshot (tests, shutdown, CLI)."""
+        await self.flush()
+        await self.refresh()
+
+    # -- the two loops -------------------------------------------------------------------
+    async def refresh(self) -> None:
+        month = self._month()
+        try:
+            spent = await self.client.get(self.keys.spend_total(month))
+        except RedisError as exc:
+            self._lost(exc)
+            raise
+        self._spent, self._snapshot_month = int(spent or 0), month
+        self._snapshot_at = self._clock()
+        self._found()
+
+    async def flush(self) -> None:
+        """Write every pending record; raise RedisError if Redis fails meanwhile."""
+        while self._pending:
+            batch = list(self._pending.values())[:WRITE_BATCH]
+            try:
+                results = await self._write_batch(batch)
+            except RedisError as exc:
+                self._lost(exc)
+                raise
+            for record, result in zip(batch, results, strict=True):
+                if isinstance(result, RedisError):
+                    self._lost(result)
+                    raise result
+                self._confirmed(record)
+            self._found()
+
+    async def _write_batch(self, batch: list[SpendRecord]) -> list[object]:
+        """One round trip: a pipeline of spend.lua calls. A Redis that restarted without
+        its script cache answers NOSCRIPT: load it and send the batch again (each record
+        counts once, so the ones that did land are not counted twice)."""
+        for _ in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for record in batch:
+                    pipe.evalsha(self._spend.sha, 4, *self._spend_keys(record),
+                                 record.cost_micro_usd, record.backend, record.model,
+                                 COUNTED_MARKER_SECONDS)
+                results: list[object] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in results):
+                return results
+            await self.client.script_load(self._spend.script)
+        return results
+
+    def _spend_keys(self, record: SpendRecord) -> list[str]:
+        keys = self.keys
+        return [keys.spend_counted(record.request_id), keys.spend_total(record.month),
+                keys.spend_by_backend(record.month), keys.spend_by_model(record.month)]
+
+    def _confirmed(self, record: SpendRecord) -> None:
+        if self._pending.pop(record.request_id, None) is not None:
+            left = self._pending_total[record.month] - record.cost_micro_usd
+            if left:
+                self._pending_total[record.month] = left
+            else:
+                del self._pending_total[record.month]
+
+    async def _write_forever(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+                failures = 0
+            except RedisError:
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+                self._wake.set()  # try again: nothing pending is ever dropped
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval_seconds)
+            with contextlib.suppress(RedisError):
+                await self.refresh()
+                if self._pending:
+                    self._wake.set()  # Redis is back: write what waited
+
+    # -- breakdown for operators ---------------------------------------------------------
+    async def breakdown(self, month: str) -> SpendBreakdown:
+        keys = self.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(keys.spend_total(month))
+            pipe.hgetall(keys.spend_by_backend(month))
+            pipe.hgetall(keys.spend_by_model(month))
+            total, by_backend, by_model = await pipe.execute()
+        return SpendBreakdown(month=month, total_micro_usd=int(total or 0),
+                              by_backend={k: int(v) for k, v in by_backend.items()},
+                              by_model={k: int(v) for k, v in by_model.items()})
+
+    # -- connection state ----------------------------------------------------------------
+    def _lost(self, exc: RedisError) -> None:
+        if self.connected:
+            log.warning("lost Redis at %s: %s; routing goes on from the last snapshot",
+                        self._where(), exc)
+        self.connected, self.last_error = False, str(exc) or exc.__class__.__name__
+
+    def _found(self) -> None:
+        if not self.connected:
+            log.info("connected to Redis at %s", self._where())
+        self.connected, self.last_error = True, ""
+
+    def _where(self) -> str:
+        pool = self.client.connection_pool.connection_kwargs
+        return f"{pool.get('host', '?')}:{pool.get('port', '?')}"
+
+
