@@ -73,6 +73,8 @@ def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
     if redis_url := env.get("NEXUS_REDIS_URL"):
         config.redis = config.redis or RedisConfig()
         config.redis.url = redis_url
+    if replica := env.get("NEXUS_REPLICA_ID"):
+        config.fleet.replica_id = replica
     return config
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -27,6 +29,7 @@ class Gateway:
     def __init__(self, config: Config, environ: dict[str, str] | None = None,
                  store: Store | None = None) -> None:
         self.config = config
+        self.replica_id = config.fleet.replica_id or default_replica_id()
         self.registry = Registry.from_config(config, environ or dict(os.environ))
         self.store: Store = store or store_for(config)
         self.router = Router(config.routing, self.registry, quality=config.quality,
@@ -60,6 +63,11 @@ class Gateway:
             finally:
                 self.waiting.wake_all()
                 await self.store.close()
+
+
+def default_replica_id() -> str:
+    """host-pid-random: unique across machines, processes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 @contextlib.asynccontextmanager

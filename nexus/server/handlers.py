@@ -87,6 +87,8 @@ async def health(request: web.Request) -> web.Response:
         "uptime_seconds": round(gateway.stats.uptime(), 3),
         "backends": {"total": len(gateway.registry), **counts},
         "models": len(gateway.registry.available_models()),
+        "replica": {"id": gateway.replica_id},
+        "store": msgspec.to_builtins(gateway.store.status()),
     })
 
 
@@ -117,5 +119,6 @@ def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
 
 async def metrics(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    return web.Response(text=render_metrics(gateway.registry, gateway.stats),
+    return web.Response(text=render_metrics(gateway.registry, gateway.stats,
+                                            gateway.store.status()),
                         content_type="text/plain", charset="utf-8")

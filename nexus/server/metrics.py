@@ -5,13 +5,14 @@ from __future__ import annotations
 from nexus.backends.health import Health
 from nexus.backends.registry import Registry
 from nexus.server.stats import Stats
+from nexus.store.base import StoreStatus
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(registry: Registry, stats: Stats) -> str:
+def render_metrics(registry: Registry, stats: Stats, store: StoreStatus) -> str:
     lines = [
         "# HELP nexus_uptime_seconds Seconds since this replica started.",
         "# TYPE nexus_uptime_seconds gauge",
@@ -25,8 +26,22 @@ def render_metrics(registry: Registry, stats: Stats) -> str:
               "# TYPE nexus_backend_failures_total counter"]
     lines += [f'nexus_backend_failures_total{{backend="{_escape(b)}",kind="{k}"}} {n}'
               for (b, k), n in sorted(stats.failures.items())]
-    lines += _token_lines(stats) + _backend_lines(registry)
+    lines += _token_lines(stats) + _backend_lines(registry) + _store_lines(store)
     return "\n".join(lines) + "\n"
+
+
+def _store_lines(store: StoreStatus) -> list[str]:
+    age = -1.0 if store.snapshot_age_seconds is None else store.snapshot_age_seconds
+    return ["# HELP nexus_store_connected 1 when the shared store (Redis) answers.",
+            "# TYPE nexus_store_connected gauge",
+            f'nexus_store_connected{{kind="{store.kind}"}} {int(store.connected)}',
+            "# HELP nexus_store_snapshot_age_seconds Age of the budget snapshot routing uses "
+            "(-1: none yet).",
+            "# TYPE nexus_store_snapshot_age_seconds gauge",
+            f"nexus_store_snapshot_age_seconds {age:.3f}",
+            "# HELP nexus_store_pending_spend_records Costs not yet confirmed by the store.",
+            "# TYPE nexus_store_pending_spend_records gauge",
+            f"nexus_store_pending_spend_records {store.pending_spend_records}"]
 
 
 def _token_lines(stats: Stats) -> list[str]:

@@ -31,6 +31,14 @@ class SpendBreakdown(msgspec.Struct, kw_only=True):
     by_model: dict[str, int] = msgspec.field(default_factory=dict)
 
 
+class StoreStatus(msgspec.Struct, kw_only=True):
+    kind: str                              # "memory" or "redis"
+    connected: bool
+    snapshot_age_seconds: float | None     # None before the first snapshot
+    pending_spend_records: int = 0         # costs not yet confirmed by the store
+    last_error: str = ""
+
+
 class Store(Protocol):
     name: str
 
@@ -42,6 +50,9 @@ class Store(Protocol):
 
     async def breakdown(self, month: str) -> SpendBreakdown:
         """The month's spend per backend and per model, for `nexus budget` and /v1/stats."""
+
+    def status(self) -> StoreStatus:
+        """How fresh this replica's view of the fleet is, for /health and /metrics."""
 
     async def sync(self) -> None:
         """Write what is buffered and re-read the snapshot now (tests, CLI, shutdown)."""

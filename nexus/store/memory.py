@@ -6,7 +6,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from nexus.budget import BudgetView, month_of
-from nexus.store.base import SpendBreakdown, SpendRecord
+from nexus.store.base import SpendBreakdown, SpendRecord, StoreStatus
 
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 
@@ -42,6 +42,9 @@ class MemoryStore:
         return SpendBreakdown(month=month, total_micro_usd=self._total[month],
                               by_backend=dict(self._by_backend.get(month, {})),
                               by_model=dict(self._by_model.get(month, {})))
+
+    def status(self) -> StoreStatus:
+        return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)
 
     async def sync(self) -> None:
         return None

@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from nexus.budget import BudgetView, month_of
 from nexus.config.schema import RedisConfig
-from nexus.store.base import SpendBreakdown, SpendRecord
+from nexus.store.base import SpendBreakdown, SpendRecord, StoreStatus
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 
@@ -79,6 +79,12 @@ class RedisStore:
     def pending(self) -> int:
         """Costs recorded here but not yet confirmed by Redis."""
         return len(self._pending)
+
+    def status(self) -> StoreStatus:
+        age = self.snapshot_age()
+        return StoreStatus(kind=self.name, connected=self.connected,
+                           snapshot_age_seconds=None if age is None else round(age, 3),
+                           pending_spend_records=len(self._pending), last_error=self.last_error)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
