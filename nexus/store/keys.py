@@ -21,3 +21,34 @@ class Keys:
 
     def spend_counted(self, request_id: str) -> str:
         return f"{self.prefix}:spend:counted:{request_id}"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}:leader"
+
+    @property
+    def leader_epoch(self) -> str:
+        return f"{self.prefix}:leader:epoch"
+
+    def budget_status(self, month: str) -> str:
+        return f"{self.prefix}:budget:{month}"
+
+    @property
+    def health(self) -> str:
+        return f"{self.prefix}:health"
+
+    def replica_metrics(self, replica_id: str) -> str:
+        return f"{self.prefix}:metrics:{replica_id}"
+
+    @property
+    def metrics_pattern(self) -> str:
+        return f"{self.prefix}:metrics:*"
+
+    def reserved_total(self, month: str) -> str:
+        return f"{self.prefix}:spend:{month}:reserved"
+
+    def reservations(self, month: str) -> str:
+        return f"{self.prefix}:reservations:{month}"
+
+    def reservation_expiry(self, month: str) -> str:
+        return f"{self.prefix}:reservations:{month}:expiry"
