@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from nexus.config.schema import RedisConfig
-from nexus.store.base import SpendRecord, Store
+from nexus.store.base import Reservation, SpendRecord, Store
 from nexus.store.memory import MemoryStore
 from nexus.store.redis_store import RedisStore
 from tests.redis_server import RedisServer
@@ -81,3 +82,43 @@ async def test_months_are_kept_apart(store: Store) -> None:
     await store.sync()
     assert store.budget_view().spent_micro_usd == 20
     assert (await store.breakdown("2026-10")).total_micro_usd == 10
+
+
+def hold(request_id: str, estimate: int, limit: int = 1_000) -> Reservation:
+    return Reservation(request_id=request_id, month=MONTH, backend="cloud", model="gpt-4o",
+                       estimate_micro_usd=estimate, limit_micro_usd=limit, ttl_seconds=60)
+
+
+async def reserved_now(store: Store) -> int:
+    return (await store.breakdown(MONTH)).reserved_micro_usd
+
+
+async def test_a_reservation_is_refused_past_the_limit(store: Store) -> None:
+    assert await store.reserve(hold("a", 600))
+    assert not await store.reserve(hold("b", 401))  # 600 held + 401 > 1000
+    assert await store.reserve(hold("c", 400))      # exactly at the limit is allowed
+    assert await store.reserve(hold("a", 600))      # asking again holds nothing more
+    assert await reserved_now(store) == 1000
+
+
+async def test_settling_replaces_the_estimate_with_the_actual_cost(store: Store) -> None:
+    assert await store.reserve(hold("r", 600))
+    store.record_spend(msgspec.structs.replace(spend("r", 250), reserved=True))
+    await store.sync()
+    breakdown = await store.breakdown(MONTH)
+    assert (breakdown.total_micro_usd, breakdown.reserved_micro_usd) == (250, 0)
+    assert await store.reserve(hold("next", 750))   # 250 spent + 750 = the limit
+
+
+async def test_an_unserved_request_releases_its_hold(store: Store) -> None:
+    assert await store.reserve(hold("r", 600))
+    await store.release("r", MONTH)
+    breakdown = await store.breakdown(MONTH)
+    assert (breakdown.total_micro_usd, breakdown.reserved_micro_usd) == (0, 0)
+
+
+async def test_spend_counts_against_new_reservations(store: Store) -> None:
+    store.record_spend(spend("paid", 900))
+    await store.sync()
+    assert not await store.reserve(hold("more", 101))
+    assert await store.reserve(hold("less", 100))

@@ -19,7 +19,7 @@ class Backend:
     __slots__ = ("_api_key", "base_url", "config", "context_window", "discovered", "free",
                  "health", "in_flight", "json_mode", "kind", "latency_ema_ms",
                  "max_concurrent", "metrics", "models", "name", "openai_api", "prices",
-                 "priority", "restricted_zone", "tier", "tools", "vision")
+                 "priority", "remote_in_flight", "restricted_zone", "tier", "tools", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -32,7 +32,8 @@ class Backend:
         self.health = HealthTracker(health.failure_threshold, health.recovery_threshold)
         self.discovered: frozenset[str] = frozenset()
         self.models: frozenset[str] = frozenset(config.models)
-        self.in_flight = 0
+        self.in_flight = 0         # this replica's requests to the backend now
+        self.remote_in_flight = 0  # the other replicas', as last published
         self.latency_ema_ms: float | None = None
         self.metrics = BackendMetrics()
         self.prices = PriceTable(config, self.kind.cloud)
@@ -64,12 +65,16 @@ class Backend:
         return self.kind.api
 
     @property
+    def fleet_in_flight(self) -> int:
+        return self.in_flight + self.remote_in_flight
+
+    @property
     def at_capacity(self) -> bool:
-        return self.in_flight >= self.max_concurrent
+        return self.in_flight + self.remote_in_flight >= self.max_concurrent
 
     @property
     def load(self) -> float:
-        return min(1.0, self.in_flight / self.max_concurrent)
+        return min(1.0, (self.in_flight + self.remote_in_flight) / self.max_concurrent)
 
     def set_discovered(self, models: frozenset[str]) -> None:
         self.discovered = models

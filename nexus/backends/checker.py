@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
+from redis.exceptions import RedisError
 
+from nexus.aio import stop_if_cancelled
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import (
     Discovery,
@@ -31,12 +33,21 @@ class HealthChecker:
         self.config = config
         self.on_checked = on_checked  # e.g. wake queued requests: a backend may be back
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, should_check: Callable[[], bool] = lambda: True,
+                          after: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Check every interval while `should_check()` (in a fleet: while this replica
+        leads), then run `after` (in a fleet: publish the results)."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             next_at += self.config.interval_seconds
-            await self.check_all()
+            if should_check():
+                await self.check_all()
+                if after is not None:
+                    try:
+                        await after()
+                    except RedisError:
+                        stop_if_cancelled()
             await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free period
 
     async def check_all(self) -> None:

@@ -70,6 +70,12 @@ class HealthTracker:
         self._set(Health.LOADING, "loading model")
         self.eta = None if eta_seconds is None else time.time() + eta_seconds
 
+    def adopt(self, state: Health, reason: str, eta: float | None) -> None:
+        """Take the state the fleet's leader observed (its checks applied the thresholds)."""
+        self.failures = self.successes = 0
+        self._set(state, reason)
+        self.eta = eta
+
     def _set(self, state: Health, reason: str) -> None:
         self.state = state
         self.reason = reason

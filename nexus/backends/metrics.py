@@ -16,7 +16,8 @@ Clock = Callable[[], float]
 
 
 class BackendMetrics:
-    __slots__ = ("_clock", "_errors", "_minute", "_successes", "errors", "successes",
+    __slots__ = ("_clock", "_errors", "_minute", "_successes", "errors", "local_errors",
+                 "local_successes", "remote_errors", "remote_successes", "successes",
                  "ttft_ema_ms")
 
     def __init__(self, clock: Clock = time.time) -> None:
@@ -24,7 +25,11 @@ class BackendMetrics:
         self._minute = int(clock() // 60)   # the newest minute the buckets hold
         self._successes = [0] * BUCKETS
         self._errors = [0] * BUCKETS
-        self.successes = 0                  # over the last hour
+        self.local_successes = 0            # this replica's, over the last hour
+        self.local_errors = 0
+        self.remote_successes = 0           # the other replicas', as last published
+        self.remote_errors = 0
+        self.successes = 0                  # the fleet's: local + remote, what routing reads
         self.errors = 0
         self.ttft_ema_ms: float | None = None
 
@@ -34,18 +39,30 @@ class BackendMetrics:
         if minute > self._minute:
             for step in range(1, min(minute - self._minute, BUCKETS) + 1):
                 slot = (self._minute + step) % BUCKETS
-                self.successes -= self._successes[slot]
-                self.errors -= self._errors[slot]
+                self.local_successes -= self._successes[slot]
+                self.local_errors -= self._errors[slot]
                 self._successes[slot] = self._errors[slot] = 0
             self._minute = minute
+            self._sum()
         return self._minute % BUCKETS
+
+    def _sum(self) -> None:
+        self.successes = self.local_successes + self.remote_successes
+        self.errors = self.local_errors + self.remote_errors
+
+    def set_remote(self, successes: int, errors: int) -> None:
+        """The other replicas' hour totals for this backend, from the fleet snapshot."""
+        self.remote_successes, self.remote_errors = successes, errors
+        self._sum()
 
     def success(self) -> None:
         self._successes[self._advance()] += 1
+        self.local_successes += 1
         self.successes += 1
 
     def error(self) -> None:
         self._errors[self._advance()] += 1
+        self.local_errors += 1
         self.errors += 1
 
     def first_token(self, millis: float) -> None:
@@ -53,7 +70,7 @@ class BackendMetrics:
         self.ttft_ema_ms = millis if ema is None else ema + TTFT_EMA_ALPHA * (millis - ema)
 
     def window(self) -> tuple[int, int]:
-        """(successes, errors) over the last hour."""
+        """(successes, errors) over the last hour, fleet-wide."""
         self._advance()
         return self.successes, self.errors
 

@@ -17,6 +17,7 @@ import secrets
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from nexus.aio import stop_if_cancelled
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 
@@ -52,6 +53,7 @@ class Leadership:
     async def run_forever(self) -> None:
         try:
             while True:
+                stop_if_cancelled()
                 await self.step()
                 await asyncio.sleep(self.period_seconds * self._rng.uniform(1 - JITTER,
                                                                             1 + JITTER))
@@ -73,6 +75,7 @@ class Leadership:
                 if epoch:
                     self._gain(epoch)
         except RedisError as exc:
+            stop_if_cancelled()
             if self.leading:
                 self._lose(f"Redis error: {exc}")
 

@@ -31,7 +31,7 @@ class SchedulerReconciler:
 
     def decide(self, intent: RoutingIntent) -> RoutingDecision:
         ready = [b for b in intent.candidates
-                 if b.health.routable and b.in_flight < b.max_concurrent]
+                 if b.health.routable and b.in_flight + b.remote_in_flight < b.max_concurrent]
         if ready:
             route = self._route(intent, ready)
             if len(ready) == len(intent.candidates):  # nothing loading, nothing full
@@ -96,7 +96,7 @@ def _busy(backend: Backend) -> str:
         eta = backend.health.eta
         ready = f", ready in ~{max(0, eta - time.time()):.0f}s" if eta else ""
         return f"loading the model{ready}"
-    return f"at capacity {backend.in_flight}/{backend.max_concurrent}"
+    return f"at capacity {backend.fleet_in_flight}/{backend.max_concurrent}"
 
 
 def _wait_ms(backend: Backend) -> int:

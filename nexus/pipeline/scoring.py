@@ -56,7 +56,8 @@ class Scorer:
         for backend in backends:
             ema = backend.latency_ema_ms
             speed = 1.0 if ema is None else LATENCY_REFERENCE_MS / (LATENCY_REFERENCE_MS + ema)
-            in_flight, capacity = backend.in_flight, backend.max_concurrent
+            in_flight = backend.in_flight + backend.remote_in_flight  # the whole fleet's
+            capacity = backend.max_concurrent
             free = 1.0 - in_flight / capacity if in_flight < capacity else 0.0
             # Window sums as QualityReconciler last moved them: exact within the minute.
             metrics = backend.metrics

@@ -10,13 +10,14 @@ from aiohttp import web
 
 from nexus.adapters import ADAPTERS
 from nexus.backends.backend import Backend
-from nexus.config.schema import ServerConfig
+from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
 from nexus.pipeline.types import Queue, Route
 from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
 from nexus.server.call import Call
 from nexus.server.headers import route_headers
+from nexus.server.holds import Holds
 from nexus.server.spend import spend_record
 from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
@@ -30,8 +31,10 @@ EVENT_STREAM = "text/event-stream"
 
 class Forwarder:
     def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
-                 max_retries: int, stats: Stats, store: Store, waiting: WaitQueue) -> None:
+                 max_retries: int, stats: Stats, store: Store, waiting: WaitQueue,
+                 budget: BudgetConfig | None = None) -> None:
         self.router = router
+        self.holds = Holds(store, budget, server.request_timeout_seconds)
         self.session = session
         self.max_retries = max_retries
         self.stats = stats
@@ -52,11 +55,17 @@ class Forwarder:
                 if failure is None:
                     raise
                 break
+            refused = await self.holds.hold(route, call.spend_id)
+            if refused is not None:  # strict budget: this paid backend would pass the limit
+                excluded.add(route.backend.name)
+                failure = refused
+                continue
             try:
                 return await self._attempt(route, call, request)
             except UpstreamFailure as exc:
                 log.info("request %s: %s failed before the first byte: %s",
                          call.request_id, route.backend.name, exc.error.message)
+                await self.holds.let_go(route, call.spend_id)
                 route.backend.metrics.error()
                 self.stats.failure(route.backend.name, exc.error.code)
                 excluded.add(route.backend.name)
@@ -111,7 +120,7 @@ class Forwarder:
                     out = await relay_stream(response, request, headers, translator,
                                              backend, self.stats, started)
                     self._bill(spend_record(call.spend_id, route, translator.usage,
-                                            translator.events))
+                                            translator.events, self.holds.strict))
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except TimeoutError:
@@ -128,7 +137,7 @@ class Forwarder:
                 f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
         self._succeeded(backend, (loop.time() - started) * 1000)
         self.stats.response(backend.name, 200, usage)
-        self._bill(spend_record(call.spend_id, route, usage))
+        self._bill(spend_record(call.spend_id, route, usage, reserved=self.holds.strict))
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     def _bill(self, record: SpendRecord | None) -> None:

@@ -15,12 +15,14 @@ import aiohttp
 from nexus.backends.checker import HealthChecker
 from nexus.backends.registry import Registry
 from nexus.config.schema import Config
+from nexus.fleet.fleet import Fleet
 from nexus.routing.router import Router
 from nexus.server.forwarder import Forwarder
 from nexus.server.stats import Stats
 from nexus.server.waiting import WaitQueue
 from nexus.store import store_for
 from nexus.store.base import Store
+from nexus.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ class Gateway:
         self.replica_id = config.fleet.replica_id or default_replica_id()
         self.registry = Registry.from_config(config, environ or dict(os.environ))
         self.store: Store = store or store_for(config)
+        self.fleet: Fleet | None = None
+        if isinstance(self.store, RedisStore):
+            self.store.replica_id = self.replica_id
+            self.fleet = Fleet(config, self.store, self.registry, self.replica_id)
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view)
         self.waiting = WaitQueue(config.queue)
@@ -52,17 +58,26 @@ class Gateway:
             self._session = session
             self._forwarder = Forwarder(self.router, session, self.config.server,
                                         self.config.routing.max_retries, self.stats,
-                                        self.store, self.waiting)
+                                        self.store, self.waiting, self.config.routing.budget)
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     on_checked=self.waiting.wake_all)
             self.checker = checker
             await self.store.start()
             try:
-                async with _health_loop(checker, self.config.health_check.enabled):
+                async with self._fleet_running(), _health_loop(
+                        checker, self.config.health_check.enabled, self.fleet):
                     yield
             finally:
                 self.waiting.wake_all()
                 await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _fleet_running(self) -> AsyncIterator[None]:
+        if self.fleet is None:
+            yield
+            return
+        async with self.fleet.running():
+            yield
 
 
 def default_replica_id() -> str:
@@ -71,12 +86,17 @@ def default_replica_id() -> str:
 
 
 @contextlib.asynccontextmanager
-async def _health_loop(checker: HealthChecker, enabled: bool) -> AsyncIterator[None]:
+async def _health_loop(checker: HealthChecker, enabled: bool,
+                       fleet: Fleet | None) -> AsyncIterator[None]:
     if not enabled:
         yield
         return
     await checker.check_all()  # discover models before the first request arrives
-    task = asyncio.create_task(checker.run_forever(), name="health-checks")
+    if fleet is None:
+        checks = checker.run_forever()
+    else:  # the leader checks for the fleet and publishes; the others adopt its results
+        checks = checker.run_forever(lambda: fleet.runs_health_checks, fleet.publish_health)
+    task = asyncio.create_task(checks, name="health-checks")
     try:
         yield
     finally:

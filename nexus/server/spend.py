@@ -9,7 +9,8 @@ from nexus.store.base import SpendRecord
 
 
 def spend_record(request_id: str, route: Route, usage: Usage | None,
-                 streamed_events: int | None = None) -> SpendRecord | None:
+                 streamed_events: int | None = None,
+                 reserved: bool = False) -> SpendRecord | None:
     """Usage from the backend when it sent one; otherwise the routing estimate's input
     and, for streams, one output token per relayed event (servers stream token by token).
     None for a backend that never bills."""
@@ -22,6 +23,6 @@ def spend_record(request_id: str, route: Route, usage: Usage | None,
             else max(0, streamed_events - 1)  # the last event is [DONE]
         usage = Usage(route.cost_estimate.input_tokens, output)
     return SpendRecord(request_id=request_id, month=month_of(), backend=route.backend.name,
-                       model=route.model, estimated=estimated,
+                       model=route.model, estimated=estimated, reserved=reserved,
                        cost_micro_usd=price.cost_micro_usd(usage.prompt_tokens,
                                                            usage.completion_tokens))

@@ -21,6 +21,17 @@ class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     cost_micro_usd: int
     estimated: bool = False  # True when the backend reported no usage
+    reserved: bool = False   # a strict-budget reservation is held under request_id: release it
+
+
+class Reservation(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    month: str
+    backend: str
+    model: str
+    estimate_micro_usd: int
+    limit_micro_usd: int
+    ttl_seconds: float  # after this the leader counts the estimate as spent
 
 
 class SpendBreakdown(msgspec.Struct, kw_only=True):
@@ -47,6 +58,13 @@ class Store(Protocol):
 
     def record_spend(self, record: SpendRecord) -> None:
         """Count one request's cost; returns at once, never loses it, never counts it twice."""
+
+    async def reserve(self, reservation: Reservation) -> bool:
+        """Strict budgets: hold the estimate unless spent + reserved + estimate > limit.
+        May raise when the shared store is unreachable."""
+
+    async def release(self, request_id: str, month: str) -> None:
+        """Let go of a reservation whose request was not served (no cost)."""
 
     async def breakdown(self, month: str) -> SpendBreakdown:
         """The month's spend per backend and per model, for `nexus budget` and /v1/stats."""

@@ -6,7 +6,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from nexus.budget import BudgetView, month_of
-from nexus.store.base import SpendBreakdown, SpendRecord, StoreStatus
+from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
 
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 
@@ -20,12 +20,16 @@ class MemoryStore:
         self._total: Counter[str] = Counter()
         self._by_backend: dict[str, Counter[str]] = {}
         self._by_model: dict[str, Counter[str]] = {}
+        self._reservations: dict[str, Reservation] = {}
+        self._reserved: Counter[str] = Counter()          # month -> micro-USD held
 
     def budget_view(self) -> BudgetView:
         month = self._month()
-        return BudgetView(month=month, spent_micro_usd=self._total[month])
+        return BudgetView(month=month, spent_micro_usd=self._total[month],
+                          reserved_micro_usd=self._reserved[month])
 
     def record_spend(self, record: SpendRecord) -> None:
+        self._let_go(record.request_id)
         key = (record.month, record.request_id)
         if key in self._seen or record.cost_micro_usd <= 0:
             return
@@ -38,8 +42,28 @@ class MemoryStore:
         self._by_model.setdefault(record.month, Counter())[record.model] += \
             record.cost_micro_usd
 
+    async def reserve(self, reservation: Reservation) -> bool:
+        if reservation.request_id in self._reservations:
+            return True
+        month = reservation.month
+        if self._total[month] + self._reserved[month] + reservation.estimate_micro_usd > \
+                reservation.limit_micro_usd:
+            return False
+        self._reservations[reservation.request_id] = reservation
+        self._reserved[month] += reservation.estimate_micro_usd
+        return True
+
+    async def release(self, request_id: str, month: str) -> None:
+        self._let_go(request_id)
+
+    def _let_go(self, request_id: str) -> None:
+        held = self._reservations.pop(request_id, None)
+        if held is not None:
+            self._reserved[held.month] -= held.estimate_micro_usd
+
     async def breakdown(self, month: str) -> SpendBreakdown:
         return SpendBreakdown(month=month, total_micro_usd=self._total[month],
+                              reserved_micro_usd=self._reserved[month],
                               by_backend=dict(self._by_backend.get(month, {})),
                               by_model=dict(self._by_model.get(month, {})))
 

@@ -14,19 +14,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import msgspec
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError, RedisError
 
+from nexus.aio import stop_if_cancelled
 from nexus.budget import BudgetView, month_of
 from nexus.config.schema import RedisConfig
-from nexus.store.base import SpendBreakdown, SpendRecord, StoreStatus
+from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
+
+if TYPE_CHECKING:
+    from nexus.fleet.leader import Leadership
 
 log = logging.getLogger(__name__)
 COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
 WRITE_BATCH = 256  # spend records per round trip
+EXPIRE_BATCH = 100  # expired reservations settled per leader round
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
 
 
@@ -34,16 +41,20 @@ class RedisStore:
     name = "redis"
 
     def __init__(self, config: RedisConfig, month: Callable[[], str] = month_of,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, replica_id: str = "") -> None:
+        self.replica_id = replica_id
         self.config = config
         self.keys = Keys(config.prefix)
         self.client = redis.Redis.from_url(
             config.url, socket_timeout=config.timeout_seconds,
             socket_connect_timeout=config.timeout_seconds, decode_responses=True)
         self._spend = self.client.register_script(lua_script("spend"))
+        self._reserve = self.client.register_script(lua_script("reserve"))
+        self._expire = self.client.register_script(lua_script("expire_reservations"))
         self._month = month
         self._clock = clock
         self._spent = 0                      # the month's total at the last snapshot
+        self._reserved = 0                   # and what reservations held then
         self._snapshot_month = month()
         self._snapshot_at: float | None = None
         self._pending: dict[str, SpendRecord] = {}  # written to Redis not yet confirmed
@@ -57,9 +68,11 @@ class RedisStore:
     def budget_view(self) -> BudgetView:
         month = self._month()
         age = self.snapshot_age()
-        spent = self._spent if month == self._snapshot_month else 0
+        same = month == self._snapshot_month
+        spent, reserved = (self._spent, self._reserved) if same else (0, 0)
         pending = self._pending_total.get(month, 0)
         return BudgetView(month=month, spent_micro_usd=spent + pending,
+                          reserved_micro_usd=reserved,
                           stale=age is None or age > self.config.stale_after_seconds,
                           age_seconds=-1.0 if age is None else age)
 
@@ -68,7 +81,8 @@ class RedisStore:
 
     # -- what the forwarder writes -------------------------------------------------------
     def record_spend(self, record: SpendRecord) -> None:
-        if record.cost_micro_usd <= 0 or record.request_id in self._pending:
+        if (record.cost_micro_usd <= 0 and not record.reserved) \
+                or record.request_id in self._pending:
             return
         self._pending[record.request_id] = record
         self._pending_total[record.month] = \
@@ -120,11 +134,13 @@ class RedisStore:
     async def refresh(self) -> None:
         month = self._month()
         try:
-            spent = await self.client.get(self.keys.spend_total(month))
+            spent, reserved = await self.client.mget(self.keys.spend_total(month),
+                                                     self.keys.reserved_total(month))
         except RedisError as exc:
             self._lost(exc)
             raise
-        self._spent, self._snapshot_month = int(spent or 0), month
+        self._spent, self._reserved = int(spent or 0), int(reserved or 0)
+        self._snapshot_month = month
         self._snapshot_at = self._clock()
         self._found()
 
@@ -151,9 +167,9 @@ class RedisStore:
         for _ in range(2):
             async with self.client.pipeline(transaction=False) as pipe:
                 for record in batch:
-                    pipe.evalsha(self._spend.sha, 4, *self._spend_keys(record),
-                                 record.cost_micro_usd, record.backend, record.model,
-                                 COUNTED_MARKER_SECONDS)
+                    pipe.evalsha(self._spend.sha, 7, *self._spend_keys(record),
+                                 record.request_id, record.cost_micro_usd, record.backend,
+                                 record.model, COUNTED_MARKER_SECONDS)
                 results: list[object] = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in results):
                 return results
@@ -162,8 +178,48 @@ class RedisStore:
 
     def _spend_keys(self, record: SpendRecord) -> list[str]:
         keys = self.keys
-        return [keys.spend_counted(record.request_id), keys.spend_total(record.month),
-                keys.spend_by_backend(record.month), keys.spend_by_model(record.month)]
+        month = record.month
+        return [keys.spend_counted(record.request_id), keys.spend_total(month),
+                keys.spend_by_backend(month), keys.spend_by_model(month),
+                keys.reserved_total(month), keys.reservations(month),
+                keys.reservation_expiry(month)]
+
+    # -- strict budgets ------------------------------------------------------------------
+    async def reserve(self, reservation: Reservation) -> bool:
+        keys, month = self.keys, reservation.month
+        details = msgspec.json.encode({
+            "micro_usd": str(reservation.estimate_micro_usd), "backend": reservation.backend,
+            "model": reservation.model, "replica": self.replica_id}).decode()
+        expires_ms = int((time.time() + reservation.ttl_seconds) * 1000)
+        held = await self._reserve(
+            keys=[keys.spend_total(month), keys.reserved_total(month),
+                  keys.reservations(month), keys.reservation_expiry(month)],
+            args=[reservation.request_id, reservation.estimate_micro_usd,
+                  reservation.limit_micro_usd, expires_ms, details])
+        if held:
+            self._reserved += reservation.estimate_micro_usd  # seen at once by this replica
+        return bool(held)
+
+    async def release(self, request_id: str, month: str) -> None:
+        record = SpendRecord(request_id=request_id, month=month, backend="", model="",
+                             cost_micro_usd=0, reserved=True)
+        await self._write_batch([record])
+
+    async def expire_reservations(self, month: str, leadership: Leadership) -> int:
+        """Leader only: count the estimate of reservations past their expiry as spent."""
+        keys = self.keys
+        now_ms = int(time.time() * 1000)
+        ids = [str(i) for i in await self.client.zrangebyscore(
+            keys.reservation_expiry(month), "-inf", now_ms, start=0, num=EXPIRE_BATCH)]
+        if not ids or not leadership.leading:
+            return 0
+        counted = int(await self._expire(
+            keys=[keys.leader_epoch, keys.reservation_expiry(month), keys.reservations(month),
+                  keys.reserved_total(month), keys.spend_total(month),
+                  keys.spend_by_backend(month), keys.spend_by_model(month),
+                  *(keys.spend_counted(i) for i in ids)],
+            args=[leadership.epoch, now_ms, COUNTED_MARKER_SECONDS, *ids]))
+        return max(0, counted)
 
     def _confirmed(self, record: SpendRecord) -> None:
         if self._pending.pop(record.request_id, None) is not None:
@@ -176,23 +232,29 @@ class RedisStore:
     async def _write_forever(self) -> None:
         failures = 0
         while True:
+            stop_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()
                 failures = 0
             except RedisError:
+                stop_if_cancelled()
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
                 failures += 1
                 self._wake.set()  # try again: nothing pending is ever dropped
 
     async def _refresh_forever(self) -> None:
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self.config.snapshot_interval_seconds)
-            with contextlib.suppress(RedisError):
+            try:
                 await self.refresh()
-                if self._pending:
-                    self._wake.set()  # Redis is back: write what waited
+            except RedisError:
+                stop_if_cancelled()
+                continue
+            if self._pending:
+                self._wake.set()  # Redis is back: write what waited
 
     # -- breakdown for operators ---------------------------------------------------------
     async def breakdown(self, month: str) -> SpendBreakdown:
@@ -201,8 +263,10 @@ class RedisStore:
             pipe.get(keys.spend_total(month))
             pipe.hgetall(keys.spend_by_backend(month))
             pipe.hgetall(keys.spend_by_model(month))
-            total, by_backend, by_model = await pipe.execute()
+            pipe.get(keys.reserved_total(month))
+            total, by_backend, by_model, reserved = await pipe.execute()
         return SpendBreakdown(month=month, total_micro_usd=int(total or 0),
+                              reserved_micro_usd=int(reserved or 0),
                               by_backend={k: int(v) for k, v in by_backend.items()},
                               by_model={k: int(v) for k, v in by_model.items()})
 

@@ -1,0 +1,39 @@
+-- Leader only: count reservations whose replica never settled them (it died) as spent
+-- at their estimate, once; refused when the caller's epoch is not the current one.
+--
+-- KEYS[1]  {prefix}:leader:epoch                   string: the current epoch
+-- KEYS[2]  {prefix}:reservations:{month}:expiry    sorted set, request id by expiry (ms)
+-- KEYS[3]  {prefix}:reservations:{month}           hash, request id -> JSON reservation
+-- KEYS[4]  {prefix}:spend:{month}:reserved         string, micro-USD held by reservations
+-- KEYS[5]  {prefix}:spend:{month}:total            string, integer micro-USD spent
+-- KEYS[6]  {prefix}:spend:{month}:by_backend       hash, backend name -> micro-USD
+-- KEYS[7]  {prefix}:spend:{month}:by_model         hash, model name -> micro-USD
+-- KEYS[8..7+n]  {prefix}:spend:counted:{id} for each id in ARGV[4..]
+-- ARGV[1]  the caller's epoch
+-- ARGV[2]  now, unix milliseconds
+-- ARGV[3]  marker lifetime in seconds
+-- ARGV[4..3+n]  request ids the caller found expired
+--
+-- Returns the number of reservations counted, or -1 when the epoch is stale.
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then
+  return -1
+end
+local counted = 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local expiry = redis.call('ZSCORE', KEYS[2], id)
+  local held = redis.call('HGET', KEYS[3], id)
+  if held and expiry and tonumber(expiry) <= tonumber(ARGV[2]) then
+    local r = cjson.decode(held)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('DECRBY', KEYS[4], r['micro_usd'])
+    if redis.call('SET', KEYS[4 + i], r['micro_usd'], 'NX', 'EX', ARGV[3]) then
+      redis.call('INCRBY', KEYS[5], r['micro_usd'])
+      redis.call('HINCRBY', KEYS[6], r['backend'], r['micro_usd'])
+      redis.call('HINCRBY', KEYS[7], r['model'], r['micro_usd'])
+      counted = counted + 1
+    end
+  end
+end
+return counted

@@ -1,0 +1,169 @@
+"""What a replica does as a member of a fleet sharing one Redis.
+
+Every replica publishes its per-backend figures and reads the others' into the
+snapshot routing uses. The elected leader also runs the active health checks
+(publishing the results for the others to adopt) and the budget reconciliation.
+While Redis is away every replica checks its backends itself, as if alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import msgspec
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from nexus.aio import stop_if_cancelled
+from nexus.backends.health import Health
+from nexus.backends.registry import Registry
+from nexus.config.schema import Config
+from nexus.fleet.budget_loop import BudgetReconciliation
+from nexus.fleet.leader import Leadership
+from nexus.store.keys import Keys
+from nexus.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+METRICS_TTL_PERIODS = 5  # a replica silent this many periods drops out of the merge
+
+
+class BackendFigures(msgspec.Struct, kw_only=True):
+    in_flight: int
+    successes: int
+    errors: int
+    latency_ema_ms: float | None = None
+    ttft_ema_ms: float | None = None
+
+
+class PublishedHealth(msgspec.Struct, kw_only=True):
+    state: str
+    reason: str
+    models: list[str]
+    eta: float | None = None
+    checked_at: float
+    by: str
+
+
+_figures_decoder = msgspec.json.Decoder(BackendFigures)
+_health_decoder = msgspec.json.Decoder(PublishedHealth)
+_encode = msgspec.json.encode
+
+
+class Fleet:
+    def __init__(self, config: Config, store: RedisStore, registry: Registry,
+                 replica_id: str) -> None:
+        assert config.redis is not None
+        self.config = config
+        self.store = store
+        self.client: redis.Redis = store.client
+        self.keys: Keys = store.keys
+        self.registry = registry
+        self.replica_id = replica_id
+        self.leadership = Leadership(self.client, self.keys, replica_id,
+                                     config.fleet.lease_ttl_ms)
+        self.budget = BudgetReconciliation(config, store, self.leadership)
+        self.period = config.redis.snapshot_interval_seconds
+        self._health_seen = 0.0
+
+    @property
+    def runs_health_checks(self) -> bool:
+        """The leader checks for everyone; without Redis each replica checks for itself."""
+        return self.leadership.leading or not self.store.connected
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(self.leadership.run_forever(), name="leader-lease"),
+                 asyncio.create_task(self._every(self.period, self.sync), name="fleet-sync"),
+                 asyncio.create_task(self._every(self.budget.interval, self.budget.run_once),
+                                     name="budget-reconciliation")]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(RedisError):
+                await self.client.delete(self.keys.replica_metrics(self.replica_id))
+
+    async def sync(self) -> None:
+        """One round: publish our figures, read the fleet's, adopt the leader's checks."""
+        await self.publish_metrics()
+        await self.merge_metrics()
+        if not self.leadership.leading:
+            await self.adopt_health()
+
+    # -- backend figures -----------------------------------------------------------------
+    async def publish_metrics(self) -> None:
+        fields = {b.name: _encode(BackendFigures(
+            in_flight=b.in_flight, successes=b.metrics.local_successes,
+            errors=b.metrics.local_errors, latency_ema_ms=b.latency_ema_ms,
+            ttft_ema_ms=b.metrics.ttft_ema_ms)) for b in self.registry}
+        if not fields:
+            return
+        key = self.keys.replica_metrics(self.replica_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(key, max(1, round(self.period * METRICS_TTL_PERIODS)))
+            await pipe.execute()
+
+    async def merge_metrics(self) -> None:
+        """Sum the other replicas' figures into each backend's remote fields. A replica
+        that died stops publishing; its key expires and its share ages out."""
+        ours = self.keys.replica_metrics(self.replica_id)
+        others = [k async for k in self.client.scan_iter(match=self.keys.metrics_pattern,
+                                                          count=100) if k != ours]
+        totals: dict[str, list[int]] = {b.name: [0, 0, 0] for b in self.registry}
+        for key in others:
+            for name, raw in (await self.client.hgetall(key)).items():
+                if name in totals:
+                    figures = _figures_decoder.decode(raw)
+                    total = totals[name]
+                    total[0] += figures.in_flight
+                    total[1] += figures.successes
+                    total[2] += figures.errors
+        for backend in self.registry:
+            in_flight, successes, errors = totals[backend.name]
+            backend.remote_in_flight = in_flight
+            backend.metrics.set_remote(successes, errors)
+
+    # -- health, checked by the leader ---------------------------------------------------
+    async def publish_health(self) -> None:
+        now = time.time()
+        fields = {b.name: _encode(PublishedHealth(
+            state=b.health.state.value, reason=b.health.reason, models=sorted(b.discovered),
+            eta=b.health.eta, checked_at=now, by=self.replica_id)) for b in self.registry}
+        if fields:
+            await self.leadership.fenced_hset(self.keys.health, fields)  # type: ignore[arg-type]
+
+    async def adopt_health(self) -> None:
+        published = await self.client.hgetall(self.keys.health)
+        changed = False
+        newest = self._health_seen
+        for name, raw in published.items():
+            backend = self.registry.get(str(name))
+            if backend is None:
+                continue
+            seen = _health_decoder.decode(raw)
+            if seen.checked_at <= self._health_seen:
+                continue
+            newest = max(newest, seen.checked_at)
+            backend.health.adopt(Health(seen.state), seen.reason, seen.eta)
+            backend.set_discovered(frozenset(seen.models))
+            changed = True
+        self._health_seen = newest
+        if changed:
+            self.registry.reindex()
+
+    @staticmethod
+    async def _every(seconds: float, action: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            stop_if_cancelled()
+            try:
+                await action()
+            except RedisError:
+                stop_if_cancelled()
+            await asyncio.sleep(seconds)

@@ -1,0 +1,58 @@
+"""Strict budgets on Redis: reservations a dead replica left are counted by the leader."""
+
+from __future__ import annotations
+
+import redis.asyncio as redis
+
+from nexus.config.schema import RedisConfig
+from nexus.fleet.leader import Leadership
+from nexus.store.base import Reservation, SpendRecord
+from nexus.store.redis_store import RedisStore
+from tests.redis_server import RedisServer
+
+MONTH = "2026-11"
+
+
+async def test_an_expired_reservation_counts_once_at_its_estimate(
+        redis_server: RedisServer, redis_prefix: str) -> None:
+    store = RedisStore(RedisConfig(url=redis_server.url, prefix=redis_prefix),
+                       month=lambda: MONTH, replica_id="dead")
+    await store.start()
+    held = Reservation(request_id="orphan", month=MONTH, backend="cloud", model="gpt-4o",
+                       estimate_micro_usd=700, limit_micro_usd=10_000, ttl_seconds=-1)
+    assert await store.reserve(held)  # already past its expiry: its replica "died"
+    leader = Leadership(store.client, store.keys, "leader", 10_000)
+    await leader.step()
+    assert await store.expire_reservations(MONTH, leader) == 1
+    assert await store.expire_reservations(MONTH, leader) == 0  # counted once
+    breakdown = await store.breakdown(MONTH)
+    assert (breakdown.total_micro_usd, breakdown.reserved_micro_usd) == (700, 0)
+    assert breakdown.by_backend == {"cloud": 700}
+    # The replica was only slow: its late settle must not count the request again.
+
+    store.record_spend(SpendRecord(request_id="orphan", month=MONTH, backend="cloud",
+                                   model="gpt-4o", cost_micro_usd=650, reserved=True))
+    await store.sync()
+    assert (await store.breakdown(MONTH)).total_micro_usd == 700
+    await store.close()
+
+
+async def test_a_stale_leader_cannot_expire_reservations(
+        redis_server: RedisServer, redis_prefix: str) -> None:
+    store = RedisStore(RedisConfig(url=redis_server.url, prefix=redis_prefix),
+                       month=lambda: MONTH)
+    await store.start()
+    assert await store.reserve(Reservation(
+        request_id="held", month=MONTH, backend="cloud", model="gpt-4o",
+        estimate_micro_usd=5, limit_micro_usd=100, ttl_seconds=-1))
+    old = Leadership(store.client, store.keys, "old", 10_000)
+    await old.step()
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    await client.delete(store.keys.leader)  # the old leader's lease lapsed while paused
+    new = Leadership(client, store.keys, "new", 10_000)
+    await new.step()
+    assert await store.expire_reservations(MONTH, old) == 0
+    assert (await store.breakdown(MONTH)).reserved_micro_usd == 5
+    assert await store.expire_reservations(MONTH, new) == 1
+    await client.aclose()
+    await store.close()
