@@ -115,6 +115,8 @@ class BudgetConfig(Section):
     enforcement: Enforcement = "snapshot"
     reconcile_interval_seconds: PositiveFloat = 60.0
     when_stale: WhenStale | None = None
+    # Strict: a reservation lives request_timeout_seconds plus this, then counts as spent.
+    reservation_margin_seconds: PositiveFloat = 60.0
 
 
 class RoutingConfig(Section):

@@ -87,9 +87,17 @@ async def health(request: web.Request) -> web.Response:
         "uptime_seconds": round(gateway.stats.uptime(), 3),
         "backends": {"total": len(gateway.registry), **counts},
         "models": len(gateway.registry.available_models()),
-        "replica": {"id": gateway.replica_id},
+        "replica": _replica(gateway),
         "store": msgspec.to_builtins(gateway.store.status()),
     })
+
+
+def _replica(gateway: Gateway) -> dict[str, Any]:
+    fleet = gateway.fleet
+    if fleet is None:  # alone: it leads itself
+        return {"id": gateway.replica_id, "leader": True, "epoch": None}
+    return {"id": gateway.replica_id, "leader": fleet.leadership.leading,
+            "epoch": fleet.leadership.epoch or None}
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -30,7 +30,8 @@ class Holds:
         self.store = store
         self.budget = budget
         self.strict = budget is not None and budget.enforcement == "strict"
-        self.ttl = request_timeout_seconds + SETTLE_MARGIN_SECONDS
+        margin = budget.reservation_margin_seconds if budget else SETTLE_MARGIN_SECONDS
+        self.ttl = request_timeout_seconds + margin
         self.fail_open = budget is not None and budget.when_stale == "fail_open"
 
     async def hold(self, route: Route, request_id: str) -> NexusError | None:

@@ -1,0 +1,222 @@
+"""Three replica processes, one redis-server, paid mock backends: money stays exact.
+
+Each mock bills a fixed usage per request, so the money the fleet owes is the
+number of requests the mocks served times the price; Redis must say the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+
+from nexus.budget import month_of
+from nexus.store.keys import Keys
+from tests.cluster import Replica, to_toml
+from tests.conftest import MockFactory, chat, until
+from tests.mock_backend import MockBackend
+from tests.redis_server import RedisServer
+
+PRICE = {"input": 1.0, "output": 2.0}  # USD per million tokens
+PROMPT, COMPLETION = 1, 50             # what each mock bills per request
+COST = -(-(PROMPT * 1000 + COMPLETION * 2000) // 1000)  # micro-USD per request: 101
+# The gateway's estimate for chat("paid-model", max_tokens=COMPLETION): 4 tokens in.
+ESTIMATE = -(-(4 * 1000 + COMPLETION * 2000) // 1000)   # 104, never below COST
+REQUESTS = 2000
+
+
+async def paid_mocks(mock_backend: MockFactory) -> list[MockBackend]:
+    return [await mock_backend(name, models=["paid-model"], usage_prompt_tokens=PROMPT,
+                               usage_completion_tokens=COMPLETION) for name in ("m1", "m2")]
+
+
+def write_config(path: Path, redis_url: str, prefix: str, mocks: list[MockBackend],
+                 budget: dict[str, Any] | None = None) -> Path:
+    tables: dict[str, dict[str, Any]] = {
+        "server": {"request_timeout_seconds": 3},
+        "redis": {"url": redis_url, "prefix": prefix, "snapshot_interval_seconds": 0.2,
+                  "timeout_seconds": 0.5},
+        "fleet": {"lease_ttl_ms": 1500},
+        "health_check": {"interval_seconds": 1, "timeout_seconds": 1},
+        "queue": {"max_size": 5000, "max_wait_seconds": 10},
+    }
+    if budget:
+        tables["routing.budget"] = budget
+    backends = [{"name": m.name, "url": m.url, "type": "generic", "models": ["paid-model"],
+                 "max_concurrent": 5000, "pricing": {"paid-model": dict(PRICE)}}
+                for m in mocks]
+    path.write_text(to_toml(tables, backends))
+    return path
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[list[Replica]]:
+    replicas: list[Replica] = []
+    yield replicas
+    for replica in replicas:
+        replica.stop()
+
+
+async def start_cluster(cluster: list[Replica], config: Path, http: aiohttp.ClientSession,
+                        count: int = 3) -> list[Replica]:
+    cluster += [Replica(config, f"r{i}").start() for i in range(count)]
+    await asyncio.gather(*(r.ready(http) for r in cluster))
+    return cluster
+
+
+async def fire(http: aiohttp.ClientSession, replicas: list[Replica], count: int,
+               **body: Any) -> list[int]:
+    async def one(i: int) -> int:
+        try:
+            async with http.post(replicas[i % len(replicas)].url + "/v1/chat/completions",
+                                 json=chat("paid-model", **body)) as response:
+                await response.read()
+                return response.status
+        except aiohttp.ClientError:
+            return 0  # the replica died under this request
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def redis_total(server: RedisServer, prefix: str) -> int:
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        return int(await client.get(Keys(prefix).spend_total(month_of())) or 0)
+    finally:
+        await client.aclose()
+
+
+async def settled(server: RedisServer, prefix: str, expected: int, within: float = 30,
+                  enough: Callable[[int], bool] | None = None) -> int:
+    """Poll until Redis holds `expected` (replicas flush on their own), then return it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    done = enough or (lambda total: total == expected)
+    total = await redis_total(server, prefix)
+    while not done(total) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        total = await redis_total(server, prefix)
+    return total
+
+
+def billed(mocks: list[MockBackend]) -> int:
+    return sum(len(m.chat_requests()) for m in mocks) * COST
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+async def test_concurrent_paid_requests_over_three_replicas_are_counted_exactly(
+        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
+        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
+    mocks = await paid_mocks(mock_backend)
+    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
+    replicas = await start_cluster(cluster, config, http)
+    statuses = await fire(http, replicas, REQUESTS)
+    assert statuses.count(200) == REQUESTS
+    assert billed(mocks) == REQUESTS * COST
+    assert await settled(own_redis, redis_prefix, billed(mocks)) == billed(mocks)
+
+
+async def test_spend_stays_exact_when_redis_is_killed_and_restarted_mid_run(
+        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
+        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
+    mocks = await paid_mocks(mock_backend)
+    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
+    replicas = await start_cluster(cluster, config, http)
+    run = asyncio.create_task(fire(http, replicas, REQUESTS))
+    await until(lambda: billed(mocks) >= COST * REQUESTS // 4, within=60)
+    await asyncio.to_thread(own_redis.kill)
+    served_at_kill = billed(mocks)
+    await until(lambda: billed(mocks) >= served_at_kill + COST * REQUESTS // 4, within=60)
+    await asyncio.to_thread(own_redis.start)
+    statuses = await run
+    assert statuses.count(200) == REQUESTS  # paid traffic went on (when_stale = fail_open)
+    assert await settled(own_redis, redis_prefix, billed(mocks)) == billed(mocks)
+
+
+async def test_a_replica_killed_mid_run_under_strict_enforcement_undercounts_nothing(
+        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
+        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
+    mocks = await paid_mocks(mock_backend)
+    for mock in mocks:
+        mock.set(delay=0.05)  # keep requests in flight when the replica dies
+    budget = {"monthly_limit_usd": 1000.0, "enforcement": "strict",
+              "reconcile_interval_seconds": 0.3, "reservation_margin_seconds": 1}
+    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks, budget)
+    replicas = await start_cluster(cluster, config, http)
+    run = asyncio.create_task(fire(http, replicas, REQUESTS // 2, max_tokens=COMPLETION))
+    await until(lambda: billed(mocks) >= COST * REQUESTS // 8, within=60)
+    replicas[0].kill()
+    statuses = await run
+    lost = statuses.count(0) + sum(1 for s in statuses if s >= 500)
+    # The dead replica's unsettled requests are counted at their estimate (>= the bill)
+    # once their reservations expire (request timeout 3 s + margin 1 s) and a leader
+    # reconciles: never less than what the mocks billed.
+    total = await settled(own_redis, redis_prefix, billed(mocks), within=30,
+                          enough=lambda total: total >= billed(mocks))
+    assert billed(mocks) <= total <= billed(mocks) + lost * ESTIMATE
+
+
+async def test_replicas_pushing_past_a_strict_limit_together_do_not_overshoot(
+        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
+        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
+    mocks = await paid_mocks(mock_backend)
+    limit_micro = 300 * ESTIMATE  # room for 300 requests at their estimate
+    budget = {"monthly_limit_usd": limit_micro / 1_000_000, "enforcement": "strict",
+              "hard_limit_action": "warn"}  # only the reservation stops them
+    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks, budget)
+    replicas = await start_cluster(cluster, config, http)
+    statuses = await fire(http, replicas, 600, max_tokens=COMPLETION)
+    assert statuses.count(503) > 0
+    assert statuses.count(200) + statuses.count(503) == 600
+    total = await settled(own_redis, redis_prefix, billed(mocks))
+    assert total == billed(mocks)
+    # Estimates never fall below the bill here, so the overshoot bound is zero.
+    assert total <= limit_micro
+    assert statuses.count(200) >= 300 * ESTIMATE // COST - 3 * 2  # the limit was used up
+
+
+async def test_a_killed_leader_is_replaced_within_the_lease_ttl_plus_a_renewal(
+        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
+        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
+    mocks = await paid_mocks(mock_backend)
+    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
+    replicas = await start_cluster(cluster, config, http)
+    await until_async(lambda: leaders(http, replicas), lambda found: len(found) == 1)
+    (leader,) = await leaders(http, replicas)
+    old_epoch = (await leader.health(http))["replica"]["epoch"]
+    leader.kill()
+    others = [r for r in replicas if r is not leader]
+    # lease 1.5 s, renewal period 0.5 s (+-20%); 2 s of slack for process start-up noise
+    found = await until_async(lambda: leaders(http, others), lambda found: len(found) == 1,
+                              within=1.5 + 0.6 + 2.0)
+    assert (await found[0].health(http))["replica"]["epoch"] > old_epoch
+
+
+async def leaders(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[Replica]:
+    healths = await asyncio.gather(*(r.health(http) for r in replicas))
+    return [r for r, h in zip(replicas, healths, strict=True) if h["replica"]["leader"]]
+
+
+async def until_async(probe: Callable[[], Awaitable[list[Replica]]],
+                      done: Callable[[list[Replica]], bool],
+                      within: float = 10.0) -> list[Replica]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = await probe()
+        if done(found):
+            return found
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
