@@ -1,0 +1,80 @@
+"""The Procfile's cluster, started with honcho: a request through each replica."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import chat
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {"redis": 6390, "gpu1": 9101, "gpu2": 9102, "nexus1": 8001, "nexus2": 8002,
+         "nexus3": 8003}
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def procfile_cluster(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    taken = [f"{name}:{port}" for name, port in PORTS.items() if port_taken(port)]
+    assert not taken, f"the Procfile's ports are in use: {taken}"
+    bin_dir = str(Path(sys.executable).parent)  # nexus, python and honcho of this venv
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "NEXUS_REDIS_DIR": str(tmp_path / "redis")}
+    log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-f", "Procfile"],
+                               cwd=ROOT, env=env, stdout=log, stderr=log,
+                               start_new_session=True)
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()
+
+
+async def test_each_replica_of_the_procfile_cluster_routes_a_request(
+        procfile_cluster: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for port in (8001, 8002, 8003):
+            url = f"http://127.0.0.1:{port}"
+            await wait_healthy(http, url, procfile_cluster)
+            async with http.post(url + "/v1/chat/completions",
+                                 json=chat("llama3:8b")) as response:
+                assert response.status == 200, await response.text()
+                assert response.headers["X-Nexus-Backend"] in {"gpu-1", "gpu-2"}
+            async with http.get(url + "/health") as response:
+                health = await response.json()
+            assert health["store"] == {**health["store"], "kind": "redis", "connected": True}
+            assert health["replica"]["id"] == f"nexus-{port - 8000}"
+
+
+async def wait_healthy(http: aiohttp.ClientSession, url: str,
+                       process: subprocess.Popen[bytes], within: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        assert process.poll() is None, "honcho stopped: see honcho.log in the test's tmp dir"
+        try:
+            async with http.get(url + "/health") as response:
+                health = await response.json()
+                if health["backends"]["healthy"] == 2 and health["store"]["connected"]:
+                    return
+        except (aiohttp.ClientError, KeyError):
+            pass
+        assert loop.time() < deadline, f"{url} did not become healthy"
+        await asyncio.sleep(0.1)
