@@ -44,13 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(command=_config_init)
 
-    for name, helptext in (("backends", "backends and their health, from a running gateway"),
+    for name, helptext in (("backends", "backends and their health: the fleet's view from "
+                                        "Redis, or a running gateway's (--url)"),
                            ("models", "models the fleet serves, from a running gateway")):
         inspect = sub.add_parser(name, help=helptext)
         inspect.add_argument("--config", help="TOML file naming the gateway's address")
         inspect.add_argument("--url", help="gateway URL (default: from the config)")
         inspect.add_argument("--json", action="store_true")
         inspect.set_defaults(command=_inspect, what=name)
+
+    budget = sub.add_parser("budget", help="the fleet's spend and budget status, from Redis")
+    budget.add_argument("--config", help="TOML file with [redis] and [routing.budget]")
+    budget.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
+    budget.add_argument("--json", action="store_true")
+    budget.set_defaults(command=_fleet, what="budget")
     _explain_parser(sub)
     return parser
 
@@ -116,6 +123,17 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from nexus.config.loader import load_config
     from nexus.inspect import inspect
 
+    if args.what == "backends" and args.url is None and load_config(args.config).redis:
+        return _fleet(args)  # a fleet: read its shared view rather than one replica's
     return inspect(args.what, args.config, args.url, as_json=args.json)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from nexus.config.loader import load_config
+    from nexus.fleet_view import fleet_command
+
+    return fleet_command(args.what, load_config(args.config), getattr(args, "month", None),
+                         as_json=args.json)

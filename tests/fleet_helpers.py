@@ -8,7 +8,8 @@ import msgspec
 
 from nexus.backends.backend import Backend
 from nexus.backends.registry import Registry
-from nexus.config.schema import BackendConfig, HealthCheckConfig, PolicyConfig
+from nexus.config.schema import BackendConfig, Config, HealthCheckConfig, PolicyConfig
+from nexus.config.validate import validate
 from nexus.pipeline.intent import RoutingIntent
 from nexus.pipeline.policies import PolicySet
 from nexus.pipeline.requirements import requirements_of
@@ -47,3 +48,12 @@ def make_intent(*candidates: Backend, model: str = "m",
 
 def names(backends: list[Backend]) -> list[str]:
     return [b.name for b in backends]
+
+
+def config_for(url: str, prefix: str) -> Config:
+    raw: dict[str, Any] = {
+        "redis": {"url": url, "prefix": prefix, "snapshot_interval_seconds": 0.2},
+        "backends": [{"name": "gpu", "url": "http://10.0.0.1:8000", "models": ["llm"]}]}
+    config = msgspec.convert(raw, Config)
+    validate(config, "<test>")
+    return config

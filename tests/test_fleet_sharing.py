@@ -6,27 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgspec
 import pytest
 
 from nexus.backends.health import Health
 from nexus.backends.registry import Registry
-from nexus.config.schema import Config
-from nexus.config.validate import validate
 from nexus.fleet.fleet import Fleet
 from nexus.store.redis_store import RedisStore
+from tests.fleet_helpers import config_for
 from tests.redis_server import RedisServer
 
 Member = Callable[[str], Fleet]
-
-
-def config_for(url: str, prefix: str) -> Config:
-    raw: dict[str, Any] = {
-        "redis": {"url": url, "prefix": prefix, "snapshot_interval_seconds": 0.2},
-        "backends": [{"name": "gpu", "url": "http://10.0.0.1:8000", "models": ["llm"]}]}
-    config = msgspec.convert(raw, Config)
-    validate(config, "<test>")
-    return config
 
 
 @pytest.fixture

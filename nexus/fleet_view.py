@@ -1,0 +1,128 @@
+"""`nexus budget` and `nexus backends`: the fleet's view, read from Redis.
+
+Both read what the replicas publish (no replica needs to be asked): the spend
+keys and the leader's budget summary, the leader's health results and every
+replica's per-backend figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import msgspec
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from nexus.budget import BudgetView, month_of, status_of
+from nexus.config.schema import Config
+from nexus.fleet.fleet import BackendFigures, PublishedHealth
+from nexus.pricing import micro_usd, usd
+from nexus.store.keys import Keys
+
+
+def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool) -> int:
+    if config.redis is None:
+        print("nexus: no [redis] configured (or NEXUS_REDIS_URL): a single replica keeps "
+              "its state in memory; ask it with `nexus backends --url ...`", file=sys.stderr)
+        return 1
+    try:
+        data = asyncio.run(_read(what, config, month or month_of()))
+    except RedisError as exc:
+        print(f"nexus: cannot read Redis at {config.redis.url}: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(data, indent=2))
+    elif what == "budget":
+        _print_budget(data)
+    else:
+        _print_backends(data)
+    return 0
+
+
+async def _read(what: str, config: Config, month: str) -> dict[str, Any]:
+    assert config.redis is not None
+    client = redis.Redis.from_url(config.redis.url, decode_responses=True,
+                                  socket_timeout=5, socket_connect_timeout=5)
+    try:
+        keys = Keys(config.redis.prefix)
+        if what == "budget":
+            return await _budget(client, keys, config, month)
+        return await _backends(client, keys)
+    finally:
+        await client.aclose()
+
+
+async def _budget(client: redis.Redis, keys: Keys, config: Config,
+                  month: str) -> dict[str, Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(keys.spend_total(month))
+        pipe.get(keys.reserved_total(month))
+        pipe.hgetall(keys.spend_by_backend(month))
+        pipe.hgetall(keys.spend_by_model(month))
+        pipe.hgetall(keys.budget_status(month))
+        pipe.get(keys.leader)
+        spent, reserved, by_backend, by_model, summary, leader = await pipe.execute()
+    spent, reserved = int(spent or 0), int(reserved or 0)
+    budget = config.routing.budget
+    data: dict[str, Any] = {
+        "month": month, "spent_micro_usd": spent, "spent_usd": usd(spent),
+        "reserved_micro_usd": reserved,
+        "by_backend": {k: int(v) for k, v in sorted(by_backend.items())},
+        "by_model": {k: int(v) for k, v in sorted(by_model.items())},
+        "leader": leader.split("/")[0] if leader else None,
+        "reconciled": summary or None}
+    if budget is not None:
+        view = BudgetView(month=month, spent_micro_usd=spent, reserved_micro_usd=reserved)
+        data.update(limit_micro_usd=micro_usd(budget.monthly_limit_usd),
+                    status=status_of(view, budget).value, enforcement=budget.enforcement)
+    return data
+
+
+async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+    published = await client.hgetall(keys.health)
+    replicas = [k async for k in client.scan_iter(match=keys.metrics_pattern, count=100)]
+    figures: dict[str, dict[str, Any]] = {}
+    for key in replicas:
+        for name, raw in (await client.hgetall(key)).items():
+            seen = msgspec.json.decode(raw, type=BackendFigures)
+            entry = figures.setdefault(str(name), {"in_flight": 0, "successes": 0, "errors": 0,
+                                              "replicas": 0})
+            entry["in_flight"] += seen.in_flight
+            entry["successes"] += seen.successes
+            entry["errors"] += seen.errors
+            entry["replicas"] += 1
+    backends = []
+    for name in sorted({str(n) for n in published} | set(figures)):
+        health = msgspec.json.decode(published[name], type=PublishedHealth) \
+            if name in published else None
+        backends.append({"name": name,
+                         "state": health.state if health else "unknown",
+                         "reason": health.reason if health else "no health published yet",
+                         "models": health.models if health else [],
+                         "checked_by": health.by if health else None,
+                         **figures.get(name, {"in_flight": 0, "successes": 0, "errors": 0,
+                                              "replicas": 0})})
+    return {"replicas": len(replicas), "backends": backends}
+
+
+def _print_budget(data: dict[str, Any]) -> None:
+    limit = data.get("limit_micro_usd")
+    of = f" of ${usd(limit)} ({data['status']}, {data['enforcement']})" if limit else ""
+    print(f"{data['month']}: spent ${data['spent_usd']}{of}; "
+          f"reserved ${usd(data['reserved_micro_usd'])}; leader {data['leader'] or 'none'}")
+    for title, part in (("by backend", data["by_backend"]), ("by model", data["by_model"])):
+        if part:
+            print(f"  {title}:")
+            for name, amount in part.items():
+                print(f"    {name:<24} ${usd(amount)}")
+
+
+def _print_backends(data: dict[str, Any]) -> None:
+    print(f"{data['replicas']} replica(s) publishing")
+    print(f"{'NAME':<18} {'STATE':<10} {'IN FLIGHT':>9} {'OK/h':>7} {'ERR/h':>6}  MODELS")
+    for b in data["backends"]:
+        print(f"{b['name']:<18} {b['state']:<10} {b['in_flight']:>9} {b['successes']:>7} "
+              f"{b['errors']:>6}  {', '.join(b['models']) or '-'}")
