@@ -1,33 +1,43 @@
--- Count one request's cost, once, and let go of its reservation if it had one.
+-- Count requests' costs, each once, and let go of their reservations if they had one.
+-- One call carries a batch of n records (n >= 1): record i uses KEYS[7i-6 .. 7i] and
+-- ARGV[4i-2 .. 4i+1].
 --
--- KEYS[1]  {prefix}:spend:counted:{request_id}     marker: this request id was counted
--- KEYS[2]  {prefix}:spend:{month}:total            string, integer micro-USD spent
--- KEYS[3]  {prefix}:spend:{month}:by_backend       hash, backend name -> micro-USD
--- KEYS[4]  {prefix}:spend:{month}:by_model         hash, model name -> micro-USD
--- KEYS[5]  {prefix}:spend:{month}:reserved         string, micro-USD held by reservations
--- KEYS[6]  {prefix}:reservations:{month}           hash, request id -> JSON reservation
--- KEYS[7]  {prefix}:reservations:{month}:expiry    sorted set, request id by expiry (ms)
--- ARGV[1]  request id
--- ARGV[2]  cost in integer micro-USD (0: only release the reservation)
--- ARGV[3]  backend name
--- ARGV[4]  model name
--- ARGV[5]  marker lifetime in seconds (longer than any retry or outage buffering)
+-- KEYS, per record:
+--   1  {prefix}:spend:counted:{request_id}     marker: this request id was counted
+--   2  {prefix}:spend:{month}:total            string, integer micro-USD spent
+--   3  {prefix}:spend:{month}:by_backend       hash, backend name -> micro-USD
+--   4  {prefix}:spend:{month}:by_model         hash, model name -> micro-USD
+--   5  {prefix}:spend:{month}:reserved         string, micro-USD held by reservations
+--   6  {prefix}:reservations:{month}           hash, request id -> JSON reservation
+--   7  {prefix}:reservations:{month}:expiry    sorted set, request id by expiry (ms)
+-- ARGV[1]  marker lifetime in seconds (longer than any retry or outage buffering)
+-- ARGV, per record: request id, cost in integer micro-USD (0: only release the
+--   reservation), backend name, model name
 --
--- Returns 1 when the cost was counted (or, for cost 0, a reservation released),
--- 0 when this request id had been counted already, so a retry never counts twice.
-local held = redis.call('HGET', KEYS[6], ARGV[1])
-if held then
-  redis.call('HDEL', KEYS[6], ARGV[1])
-  redis.call('ZREM', KEYS[7], ARGV[1])
-  redis.call('DECRBY', KEYS[5], cjson.decode(held)['micro_usd'])
+-- Returns one integer per record: 1 when its cost was counted (or, for cost 0, its
+-- reservation released), 0 when that request id had been counted already, so a
+-- batch sent again after a timeout never counts anything twice.
+local results = {}
+local n = #KEYS / 7
+for i = 1, n do
+  local k = 7 * (i - 1)
+  local a = 1 + 4 * (i - 1)
+  local id, cost = ARGV[a + 1], tonumber(ARGV[a + 2])
+  local held = redis.call('HGET', KEYS[k + 6], id)
+  if held then
+    redis.call('HDEL', KEYS[k + 6], id)
+    redis.call('ZREM', KEYS[k + 7], id)
+    redis.call('DECRBY', KEYS[k + 5], cjson.decode(held)['micro_usd'])
+  end
+  if cost <= 0 then
+    results[i] = held and 1 or 0
+  elseif redis.call('SET', KEYS[k + 1], cost, 'NX', 'EX', ARGV[1]) then
+    redis.call('INCRBY', KEYS[k + 2], cost)
+    redis.call('HINCRBY', KEYS[k + 3], ARGV[a + 3], cost)
+    redis.call('HINCRBY', KEYS[k + 4], ARGV[a + 4], cost)
+    results[i] = 1
+  else
+    results[i] = 0
+  end
 end
-if tonumber(ARGV[2]) <= 0 then
-  return held and 1 or 0
-end
-if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[5]) then
-  return 0
-end
-redis.call('INCRBY', KEYS[2], ARGV[2])
-redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[2])
-redis.call('HINCRBY', KEYS[4], ARGV[4], ARGV[2])
-return 1
+return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -21,6 +22,8 @@ from nexus.config.schema import Config
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
 from nexus.pricing import micro_usd, usd
 from nexus.store.keys import Keys
+
+RECENT_SECONDS = 60  # replicas that published within this are listed
 
 
 def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool) -> int:
@@ -83,10 +86,11 @@ async def _budget(client: redis.Redis, keys: Keys, config: Config,
 
 async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     published = await client.hgetall(keys.health)
-    replicas = [k async for k in client.scan_iter(match=keys.metrics_pattern, count=100)]
+    members = await client.zrangebyscore(keys.replicas, time.time() - RECENT_SECONDS, "+inf")
+    replicas = [str(m) for m in members]
     figures: dict[str, dict[str, Any]] = {}
-    for key in replicas:
-        for name, raw in (await client.hgetall(key)).items():
+    for replica in replicas:
+        for name, raw in (await client.hgetall(keys.replica_metrics(replica))).items():
             seen = msgspec.json.decode(raw, type=BackendFigures)
             entry = figures.setdefault(str(name), {"in_flight": 0, "successes": 0, "errors": 0,
                                               "replicas": 0})
@@ -105,7 +109,7 @@ async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
                          "checked_by": health.by if health else None,
                          **figures.get(name, {"in_flight": 0, "successes": 0, "errors": 0,
                                               "replicas": 0})})
-    return {"replicas": len(replicas), "backends": backends}
+    return {"replicas": replicas, "backends": backends}
 
 
 def _print_budget(data: dict[str, Any]) -> None:
@@ -121,7 +125,7 @@ def _print_budget(data: dict[str, Any]) -> None:
 
 
 def _print_backends(data: dict[str, Any]) -> None:
-    print(f"{data['replicas']} replica(s) publishing")
+    print(f"{len(data['replicas'])} replica(s) publishing: {', '.join(data['replicas'])}")
     print(f"{'NAME':<18} {'STATE':<10} {'IN FLIGHT':>9} {'OK/h':>7} {'ERR/h':>6}  MODELS")
     for b in data["backends"]:
         print(f"{b['name']:<18} {b['state']:<10} {b['in_flight']:>9} {b['successes']:>7} "

@@ -184,7 +184,7 @@ async def test_replicas_pushing_past_a_strict_limit_together_do_not_overshoot(
     assert total == billed(mocks)
     # Estimates never fall below the bill here, so the overshoot bound is zero.
     assert total <= limit_micro
-    assert statuses.count(200) >= 300 * ESTIMATE // COST - 3 * 2  # the limit was used up
+    assert statuses.count(200) >= 300  # the limit holds 300 estimates: all of them fit
 
 
 async def test_a_killed_leader_is_replaced_within_the_lease_ttl_plus_a_renewal(

@@ -70,7 +70,7 @@ async def test_nexus_backends_shows_published_health_and_figures(
     path = config_file(tmp_path, redis_server.url, redis_prefix)
     assert await asyncio.to_thread(main, ["backends", "--config", path, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["replicas"] == 1
+    assert data["replicas"] == ["r1"]
     (entry,) = data["backends"]
     assert (entry["name"], entry["state"], entry["in_flight"], entry["checked_by"]) == \
         ("gpu", "healthy", 3, "r1")

@@ -29,6 +29,7 @@ from nexus.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 METRICS_TTL_PERIODS = 5  # a replica silent this many periods drops out of the merge
+FORGET_REPLICA_SECONDS = 24 * 3600  # how long a gone replica's name stays in the registry
 
 
 class BackendFigures(msgspec.Struct, kw_only=True):
@@ -87,7 +88,10 @@ class Fleet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(RedisError):
-                await self.client.delete(self.keys.replica_metrics(self.replica_id))
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.delete(self.keys.replica_metrics(self.replica_id))
+                    pipe.zrem(self.keys.replicas, self.replica_id)
+                    await pipe.execute()
 
     async def sync(self) -> None:
         """One round: publish our figures, read the fleet's, adopt the leader's checks."""
@@ -105,20 +109,37 @@ class Fleet:
         if not fields:
             return
         key = self.keys.replica_metrics(self.replica_id)
+        now = time.time()
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-            pipe.expire(key, max(1, round(self.period * METRICS_TTL_PERIODS)))
+            pipe.expire(key, max(1, round(self.ttl)))
+            pipe.zadd(self.keys.replicas, {self.replica_id: now})
+            pipe.zremrangebyscore(self.keys.replicas, "-inf", now - FORGET_REPLICA_SECONDS)
             await pipe.execute()
+
+    @property
+    def ttl(self) -> float:
+        return self.period * METRICS_TTL_PERIODS
+
+    async def live_replicas(self) -> list[str]:
+        """Replicas that published within the metrics TTL, ourselves excluded."""
+        since = time.time() - self.ttl
+        members = await self.client.zrangebyscore(self.keys.replicas, since, "+inf")
+        return [str(m) for m in members if m != self.replica_id]
 
     async def merge_metrics(self) -> None:
         """Sum the other replicas' figures into each backend's remote fields. A replica
         that died stops publishing; its key expires and its share ages out."""
-        ours = self.keys.replica_metrics(self.replica_id)
-        others = [k async for k in self.client.scan_iter(match=self.keys.metrics_pattern,
-                                                          count=100) if k != ours]
+        others = await self.live_replicas()
+        published: list[dict[str, str]] = []
+        if others:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for replica in others:
+                    pipe.hgetall(self.keys.replica_metrics(replica))
+                published = await pipe.execute()
         totals: dict[str, list[int]] = {b.name: [0, 0, 0] for b in self.registry}
-        for key in others:
-            for name, raw in (await self.client.hgetall(key)).items():
+        for figures_by_backend in published:
+            for name, raw in figures_by_backend.items():
                 if name in totals:
                     figures = _figures_decoder.decode(raw)
                     total = totals[name]

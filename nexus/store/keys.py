@@ -41,8 +41,8 @@ class Keys:
         return f"{self.prefix}:metrics:{replica_id}"
 
     @property
-    def metrics_pattern(self) -> str:
-        return f"{self.prefix}:metrics:*"
+    def replicas(self) -> str:
+        return f"{self.prefix}:replicas"
 
     def reserved_total(self, month: str) -> str:
         return f"{self.prefix}:spend:{month}:reserved"

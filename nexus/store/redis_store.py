@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from nexus.aio import stop_if_cancelled
 from nexus.budget import BudgetView, month_of
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
-WRITE_BATCH = 256  # spend records per round trip
+WRITE_BATCH = 128  # spend records per command; records queue while one is in flight
 EXPIRE_BATCH = 100  # expired reservations settled per leader round
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
 
@@ -161,20 +161,16 @@ class RedisStore:
             self._found()
 
     async def _write_batch(self, batch: list[SpendRecord]) -> list[object]:
-        """One round trip: a pipeline of spend.lua calls. A Redis that restarted without
-        its script cache answers NOSCRIPT: load it and send the batch again (each record
-        counts once, so the ones that did land are not counted twice)."""
-        for _ in range(2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for record in batch:
-                    pipe.evalsha(self._spend.sha, 7, *self._spend_keys(record),
-                                 record.request_id, record.cost_micro_usd, record.backend,
-                                 record.model, COUNTED_MARKER_SECONDS)
-                results: list[object] = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in results):
-                return results
-            await self.client.script_load(self._spend.script)
-        return results
+        """One command for the whole batch: spend.lua counts each record once. A Redis
+        that restarted without its script cache answers NOSCRIPT: redis-py loads the
+        script and sends it again (records that did land are not counted twice)."""
+        keys: list[str] = []
+        args: list[str | int] = [COUNTED_MARKER_SECONDS]
+        for record in batch:
+            keys += self._spend_keys(record)
+            args += [record.request_id, record.cost_micro_usd, record.backend, record.model]
+        results = await self._spend(keys=keys, args=args)
+        return list(results)
 
     def _spend_keys(self, record: SpendRecord) -> list[str]:
         keys = self.keys
