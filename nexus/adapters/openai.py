@@ -38,7 +38,8 @@ def read_usage(body: bytes) -> tuple[Usage | None, bool]:
 
 class OpenAIStream:
     """Forwards complete events unchanged; reads usage, and hides the usage chunk nobody
-    asked for. Events are only split apart in the rare chunk that mentions usage."""
+    asked for. Events are only split apart in the rare chunk that carries a usage object
+    (servers also send `"usage": null` on every chunk; those pass untouched)."""
 
     __slots__ = ("_buffer", "events", "include_usage", "usage")
 
@@ -55,11 +56,13 @@ class OpenAIStream:
         cut = data.rfind(b"\n\n") + 2
         complete, self._buffer = data[:cut], data[cut:]
         self.events += complete.count(b"data:")
-        if b'"usage"' not in complete:
+        if b'"prompt_tokens"' not in complete:
             return complete
         return b"".join(self._event(event) for event in split_events(complete))
 
     def _event(self, event: bytes) -> bytes:
+        if b'"prompt_tokens"' not in event:
+            return event + b"\n\n"
         usage, has_choices = read_usage(data_of(event))
         if usage is not None:
             self.usage = usage
