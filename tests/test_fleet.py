@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,40 @@ def billed(mocks: list[MockBackend]) -> int:
     return sum(len(m.chat_requests()) for m in mocks) * COST
 
 
+@dataclass
+class PaidFleet:
+    mocks: list[MockBackend]
+    replicas: list[Replica]
+    redis: RedisServer
+    prefix: str
+
+    def billed(self) -> int:
+        return billed(self.mocks)
+
+    async def settled(self, **kw: Any) -> int:
+        return await settled(self.redis, self.prefix, self.billed(), **kw)
+
+
+StartFleet = Callable[..., Awaitable[PaidFleet]]
+
+
+@pytest.fixture
+def paid_fleet(own_redis: RedisServer, redis_prefix: str, tmp_path: Path,
+               mock_backend: MockFactory, cluster: list[Replica],
+               http: aiohttp.ClientSession) -> StartFleet:
+    """Two paid mocks and three replicas on a redis-server of the test's own."""
+    async def start(budget: dict[str, Any] | None = None, delay: float = 0.0) -> PaidFleet:
+        mocks = await paid_mocks(mock_backend)
+        for mock in mocks:
+            mock.set(delay=delay)
+        config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks,
+                              budget)
+        replicas = await start_cluster(cluster, config, http)
+        return PaidFleet(mocks, replicas, own_redis, redis_prefix)
+
+    return start
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(limit=0)
@@ -117,82 +152,64 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_concurrent_paid_requests_over_three_replicas_are_counted_exactly(
-        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
-        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
-    mocks = await paid_mocks(mock_backend)
-    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
-    replicas = await start_cluster(cluster, config, http)
-    statuses = await fire(http, replicas, REQUESTS)
+        paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
+    fleet = await paid_fleet()
+    statuses = await fire(http, fleet.replicas, REQUESTS)
     assert statuses.count(200) == REQUESTS
-    assert billed(mocks) == REQUESTS * COST
-    assert await settled(own_redis, redis_prefix, billed(mocks)) == billed(mocks)
+    assert fleet.billed() == REQUESTS * COST
+    assert await fleet.settled() == fleet.billed()
 
 
 async def test_spend_stays_exact_when_redis_is_killed_and_restarted_mid_run(
-        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
-        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
-    mocks = await paid_mocks(mock_backend)
-    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
-    replicas = await start_cluster(cluster, config, http)
-    run = asyncio.create_task(fire(http, replicas, REQUESTS))
-    await until(lambda: billed(mocks) >= COST * REQUESTS // 4, within=60)
-    await asyncio.to_thread(own_redis.kill)
-    served_at_kill = billed(mocks)
-    await until(lambda: billed(mocks) >= served_at_kill + COST * REQUESTS // 4, within=60)
-    await asyncio.to_thread(own_redis.start)
+        paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
+    fleet = await paid_fleet()
+    run = asyncio.create_task(fire(http, fleet.replicas, REQUESTS))
+    await until(lambda: fleet.billed() >= COST * REQUESTS // 4, within=60)
+    await asyncio.to_thread(fleet.redis.kill)
+    served_at_kill = fleet.billed()
+    await until(lambda: fleet.billed() >= served_at_kill + COST * REQUESTS // 4, within=60)
+    await asyncio.to_thread(fleet.redis.start)
     statuses = await run
     assert statuses.count(200) == REQUESTS  # paid traffic went on (when_stale = fail_open)
-    assert await settled(own_redis, redis_prefix, billed(mocks)) == billed(mocks)
+    assert await fleet.settled() == fleet.billed()
 
 
 async def test_a_replica_killed_mid_run_under_strict_enforcement_undercounts_nothing(
-        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
-        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
-    mocks = await paid_mocks(mock_backend)
-    for mock in mocks:
-        mock.set(delay=0.05)  # keep requests in flight when the replica dies
+        paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
     budget = {"monthly_limit_usd": 1000.0, "enforcement": "strict",
               "reconcile_interval_seconds": 0.3, "reservation_margin_seconds": 1}
-    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks, budget)
-    replicas = await start_cluster(cluster, config, http)
-    run = asyncio.create_task(fire(http, replicas, REQUESTS // 2, max_tokens=COMPLETION))
-    await until(lambda: billed(mocks) >= COST * REQUESTS // 8, within=60)
-    replicas[0].kill()
+    fleet = await paid_fleet(budget, delay=0.05)  # the delay keeps requests in flight
+    run = asyncio.create_task(fire(http, fleet.replicas, REQUESTS // 2, max_tokens=COMPLETION))
+    await until(lambda: fleet.billed() >= COST * REQUESTS // 8, within=60)
+    fleet.replicas[0].kill()
     statuses = await run
     lost = statuses.count(0) + sum(1 for s in statuses if s >= 500)
     # The dead replica's unsettled requests are counted at their estimate (>= the bill)
     # once their reservations expire (request timeout 3 s + margin 1 s) and a leader
     # reconciles: never less than what the mocks billed.
-    total = await settled(own_redis, redis_prefix, billed(mocks), within=30,
-                          enough=lambda total: total >= billed(mocks))
-    assert billed(mocks) <= total <= billed(mocks) + lost * ESTIMATE
+    total = await fleet.settled(within=30, enough=lambda total: total >= fleet.billed())
+    assert fleet.billed() <= total <= fleet.billed() + lost * ESTIMATE
 
 
 async def test_replicas_pushing_past_a_strict_limit_together_do_not_overshoot(
-        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
-        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
-    mocks = await paid_mocks(mock_backend)
+        paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
     limit_micro = 300 * ESTIMATE  # room for 300 requests at their estimate
-    budget = {"monthly_limit_usd": limit_micro / 1_000_000, "enforcement": "strict",
-              "hard_limit_action": "warn"}  # only the reservation stops them
-    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks, budget)
-    replicas = await start_cluster(cluster, config, http)
-    statuses = await fire(http, replicas, 600, max_tokens=COMPLETION)
+    fleet = await paid_fleet({"monthly_limit_usd": limit_micro / 1_000_000,
+                              "enforcement": "strict",
+                              "hard_limit_action": "warn"})  # only the reservation stops them
+    statuses = await fire(http, fleet.replicas, 600, max_tokens=COMPLETION)
     assert statuses.count(503) > 0
     assert statuses.count(200) + statuses.count(503) == 600
-    total = await settled(own_redis, redis_prefix, billed(mocks))
-    assert total == billed(mocks)
+    total = await fleet.settled()
+    assert total == fleet.billed()
     # Estimates never fall below the bill here, so the overshoot bound is zero.
     assert total <= limit_micro
     assert statuses.count(200) >= 300  # the limit holds 300 estimates: all of them fit
 
 
 async def test_a_killed_leader_is_replaced_within_the_lease_ttl_plus_a_renewal(
-        own_redis: RedisServer, redis_prefix: str, tmp_path: Path, mock_backend: MockFactory,
-        cluster: list[Replica], http: aiohttp.ClientSession) -> None:
-    mocks = await paid_mocks(mock_backend)
-    config = write_config(tmp_path / "nexus.toml", own_redis.url, redis_prefix, mocks)
-    replicas = await start_cluster(cluster, config, http)
+        paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
+    replicas = (await paid_fleet()).replicas
     await until_async(lambda: leaders(http, replicas), lambda found: len(found) == 1)
     (leader,) = await leaders(http, replicas)
     old_epoch = (await leader.health(http))["replica"]["epoch"]

@@ -44,11 +44,16 @@ async def test_load_and_quality_are_merged_fleet_wide_and_a_dead_replicas_share_
     for _ in range(3):
         gpu_a.metrics.error()
     gpu_a.metrics.success()
+    gpu_a.observe_latency(100.0)
+    gpu_a.metrics.first_token(4000.0)
     gpu_b.in_flight = 2
+    gpu_b.observe_latency(300.0)
     await a.publish_metrics()
     await b.sync()
     assert (gpu_b.remote_in_flight, gpu_b.fleet_in_flight) == (5, 7)
     assert gpu_b.metrics.window() == (1, 3)  # a's outcomes count in b's quality
+    assert gpu_b.latency_ema_ms == 200.0     # each replica's average counts once
+    assert gpu_b.metrics.ttft_ema_ms == 4000.0  # b saw no first token; a did
 
     # "a" dies: it stops publishing, and its figures expire (5 periods of 0.2 s).
     async def merged_in_flight() -> int:
@@ -57,6 +62,7 @@ async def test_load_and_quality_are_merged_fleet_wide_and_a_dead_replicas_share_
 
     await until_value(merged_in_flight, 0)
     assert gpu_b.metrics.window() == (0, 0)
+    assert (gpu_b.latency_ema_ms, gpu_b.metrics.ttft_ema_ms) == (300.0, None)
 
 
 async def test_followers_adopt_the_leaders_health_checks(member: Member) -> None:

@@ -128,7 +128,7 @@ class AnthropicStream:
 
 class AnthropicAdapter:
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: Json,
-                stream: bool) -> UpstreamRequest:
+                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01",
                    **request_headers(backend)}
         body = msgspec.json.encode(to_messages_request(payload, stream))

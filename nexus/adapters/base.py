@@ -31,7 +31,8 @@ class StreamTranslator(Protocol):
 
 class Adapter(Protocol):
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
-                stream: bool) -> UpstreamRequest: ...
+                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
+        """`raw`, when given, is the client's body, valid to send as it is (same model)."""
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]: ...
 

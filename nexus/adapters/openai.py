@@ -73,14 +73,16 @@ class OpenAIStream:
 
 class OpenAIAdapter:
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
-                stream: bool) -> UpstreamRequest:
+                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
+        headers = {"Content-Type": "application/json", **request_headers(backend)}
+        url = backend.base_url + PATHS[endpoint]
         if stream and endpoint != "embeddings":
             options = payload.get("stream_options")
-            payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                         "include_usage": True}
-        headers = {"Content-Type": "application/json", **request_headers(backend)}
-        return UpstreamRequest(url=backend.base_url + PATHS[endpoint], headers=headers,
-                               body=msgspec.json.encode(payload))
+            payload = {**payload, "stream_options": {
+                **(options if isinstance(options, dict) else {}), "include_usage": True}}
+        elif raw is not None:  # nothing to change: skip re-encoding the body
+            return UpstreamRequest(url=url, headers=headers, body=raw)
+        return UpstreamRequest(url=url, headers=headers, body=msgspec.json.encode(payload))
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
         return body, read_usage(body)[0]

@@ -18,8 +18,9 @@ class Backend:
     # one attribute load each, no property call, no walk through `config`.
     __slots__ = ("_api_key", "base_url", "config", "context_window", "discovered", "free",
                  "health", "in_flight", "json_mode", "kind", "latency_ema_ms",
-                 "max_concurrent", "metrics", "models", "name", "openai_api", "prices",
-                 "priority", "remote_in_flight", "restricted_zone", "tier", "tools", "vision")
+                 "local_latency_ema_ms", "max_concurrent", "metrics", "models", "name",
+                 "openai_api", "prices", "priority", "remote_in_flight", "remote_latency",
+                 "restricted_zone", "tier", "tools", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -34,7 +35,9 @@ class Backend:
         self.models: frozenset[str] = frozenset(config.models)
         self.in_flight = 0         # this replica's requests to the backend now
         self.remote_in_flight = 0  # the other replicas', as last published
-        self.latency_ema_ms: float | None = None
+        self.local_latency_ema_ms: float | None = None  # this replica's observations
+        self.remote_latency: tuple[float, int] = (0.0, 0)  # others' EMAs: (sum, count)
+        self.latency_ema_ms: float | None = None  # the fleet's: what routing reads
         self.metrics = BackendMetrics()
         self.prices = PriceTable(config, self.kind.cloud)
         self.free = self.prices.always_free
@@ -81,5 +84,19 @@ class Backend:
         self.models = models | frozenset(self.config.models)
 
     def observe_latency(self, millis: float) -> None:
-        ema = self.latency_ema_ms
-        self.latency_ema_ms = millis if ema is None else ema + LATENCY_EMA_ALPHA * (millis - ema)
+        ema = self.local_latency_ema_ms
+        self.local_latency_ema_ms = ema = millis if ema is None \
+            else ema + LATENCY_EMA_ALPHA * (millis - ema)
+        total, count = self.remote_latency
+        self.latency_ema_ms = ema if not count else (ema + total) / (count + 1)
+
+    def set_remote_latency(self, total: float, count: int) -> None:
+        """The other replicas' latency averages for this backend (sum, how many)."""
+        self.remote_latency = (total, count)
+        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, total, count)
+
+
+def fleet_mean(local: float | None, remote_total: float, remote_count: int) -> float | None:
+    """Each replica's average counts once; None when nobody has measured yet."""
+    count = remote_count + (local is not None)
+    return None if not count else ((local or 0.0) + remote_total) / count

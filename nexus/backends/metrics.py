@@ -17,8 +17,8 @@ Clock = Callable[[], float]
 
 class BackendMetrics:
     __slots__ = ("_clock", "_errors", "_minute", "_successes", "errors", "local_errors",
-                 "local_successes", "remote_errors", "remote_successes", "successes",
-                 "ttft_ema_ms")
+                 "local_successes", "local_ttft_ema_ms", "remote_errors", "remote_successes",
+                 "remote_ttft", "successes", "ttft_ema_ms")
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
@@ -31,7 +31,9 @@ class BackendMetrics:
         self.remote_errors = 0
         self.successes = 0                  # the fleet's: local + remote, what routing reads
         self.errors = 0
-        self.ttft_ema_ms: float | None = None
+        self.local_ttft_ema_ms: float | None = None
+        self.remote_ttft: tuple[float, int] = (0.0, 0)  # others' averages: (sum, count)
+        self.ttft_ema_ms: float | None = None  # the fleet's: what routing reads
 
     def _advance(self) -> int:
         """Move the window to now, dropping minutes that left it; returns the slot of now."""
@@ -50,10 +52,15 @@ class BackendMetrics:
         self.successes = self.local_successes + self.remote_successes
         self.errors = self.local_errors + self.remote_errors
 
-    def set_remote(self, successes: int, errors: int) -> None:
-        """The other replicas' hour totals for this backend, from the fleet snapshot."""
+    def set_remote(self, successes: int, errors: int, ttft_total: float = 0.0,
+                   ttft_count: int = 0) -> None:
+        """The other replicas' hour totals and first-token averages for this backend."""
         self.remote_successes, self.remote_errors = successes, errors
         self._sum()
+        self.remote_ttft = (ttft_total, ttft_count)
+        count = ttft_count + (self.local_ttft_ema_ms is not None)
+        self.ttft_ema_ms = None if not count \
+            else ((self.local_ttft_ema_ms or 0.0) + ttft_total) / count
 
     def success(self) -> None:
         self._successes[self._advance()] += 1
@@ -66,8 +73,11 @@ class BackendMetrics:
         self.errors += 1
 
     def first_token(self, millis: float) -> None:
-        ema = self.ttft_ema_ms
-        self.ttft_ema_ms = millis if ema is None else ema + TTFT_EMA_ALPHA * (millis - ema)
+        ema = self.local_ttft_ema_ms
+        self.local_ttft_ema_ms = ema = millis if ema is None \
+            else ema + TTFT_EMA_ALPHA * (millis - ema)
+        total, count = self.remote_ttft
+        self.ttft_ema_ms = ema if not count else (ema + total) / (count + 1)
 
     def window(self) -> tuple[int, int]:
         """(successes, errors) over the last hour, fleet-wide."""

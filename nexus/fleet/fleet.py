@@ -49,6 +49,24 @@ class PublishedHealth(msgspec.Struct, kw_only=True):
     by: str
 
 
+class _Merged:
+    """The other replicas' figures for one backend, summed (averages as sum and count)."""
+
+    def __init__(self) -> None:
+        self.in_flight = self.successes = self.errors = 0
+        self.latency: tuple[float, int] = (0.0, 0)
+        self.ttft: tuple[float, int] = (0.0, 0)
+
+    def add(self, figures: BackendFigures) -> None:
+        self.in_flight += figures.in_flight
+        self.successes += figures.successes
+        self.errors += figures.errors
+        if figures.latency_ema_ms is not None:
+            self.latency = (self.latency[0] + figures.latency_ema_ms, self.latency[1] + 1)
+        if figures.ttft_ema_ms is not None:
+            self.ttft = (self.ttft[0] + figures.ttft_ema_ms, self.ttft[1] + 1)
+
+
 _figures_decoder = msgspec.json.Decoder(BackendFigures)
 _health_decoder = msgspec.json.Decoder(PublishedHealth)
 _encode = msgspec.json.encode
@@ -104,8 +122,8 @@ class Fleet:
     async def publish_metrics(self) -> None:
         fields = {b.name: _encode(BackendFigures(
             in_flight=b.in_flight, successes=b.metrics.local_successes,
-            errors=b.metrics.local_errors, latency_ema_ms=b.latency_ema_ms,
-            ttft_ema_ms=b.metrics.ttft_ema_ms)) for b in self.registry}
+            errors=b.metrics.local_errors, latency_ema_ms=b.local_latency_ema_ms,
+            ttft_ema_ms=b.metrics.local_ttft_ema_ms)) for b in self.registry}
         if not fields:
             return
         key = self.keys.replica_metrics(self.replica_id)
@@ -137,19 +155,17 @@ class Fleet:
                 for replica in others:
                     pipe.hgetall(self.keys.replica_metrics(replica))
                 published = await pipe.execute()
-        totals: dict[str, list[int]] = {b.name: [0, 0, 0] for b in self.registry}
+        totals = {b.name: _Merged() for b in self.registry}
         for figures_by_backend in published:
             for name, raw in figures_by_backend.items():
-                if name in totals:
-                    figures = _figures_decoder.decode(raw)
-                    total = totals[name]
-                    total[0] += figures.in_flight
-                    total[1] += figures.successes
-                    total[2] += figures.errors
+                merged = totals.get(name)
+                if merged is not None:
+                    merged.add(_figures_decoder.decode(raw))
         for backend in self.registry:
-            in_flight, successes, errors = totals[backend.name]
-            backend.remote_in_flight = in_flight
-            backend.metrics.set_remote(successes, errors)
+            merged = totals[backend.name]
+            backend.remote_in_flight = merged.in_flight
+            backend.metrics.set_remote(merged.successes, merged.errors, *merged.ttft)
+            backend.set_remote_latency(*merged.latency)
 
     # -- health, checked by the leader ---------------------------------------------------
     async def publish_health(self) -> None:

@@ -38,18 +38,28 @@ class RequestAnalyzer:
                 self._names.clear()
             known = self._names[key] = self._resolve(*key)
         intent.resolved_model, intent.policy = known
-        intent.requirements = needs = requirements_of(intent.payload)
+        intent.requirements = requirements_of(intent.payload)
         serving = self.registry.serving(intent.resolved_model)
         intent.model_served = bool(serving)
         intent.candidates = list(serving)  # ours to narrow; the registry's index stays intact
-        tried, chat = intent.tried, intent.endpoint == "chat"
-        needed = needs.context_needed
-        kept = [b for b in serving
-                if (not tried or b.name not in tried) and (chat or b.openai_api)
-                and (b.vision or not needs.vision) and (b.tools or not needs.tools)
-                and (b.json_mode or not needs.json_mode)
-                and (b.context_window is None or b.context_window >= needed)]
+        kept = _fitting(intent.candidates, intent)
         intent.keep(STAGE, kept, lambda backend: _why_not(backend, intent))
+
+
+def _fitting(serving: list[Backend], intent: RoutingIntent) -> list[Backend]:
+    """The backends that meet the request; in the common case (a first try of a plain
+    chat request) there is nothing to check but context windows, often not even that."""
+    needs, tried = intent.requirements, intent.tried
+    needed = needs.context_needed
+    kept = serving
+    if tried:
+        kept = [b for b in kept if b.name not in tried]
+    if intent.endpoint != "chat":
+        kept = [b for b in kept if b.openai_api]
+    if needs.vision or needs.tools or needs.json_mode:
+        kept = [b for b in kept if (b.vision or not needs.vision) and (b.tools or not needs.tools)
+                and (b.json_mode or not needs.json_mode)]
+    return [b for b in kept if b.context_window is None or b.context_window >= needed]
 
 
 def _why_not(backend: Backend, intent: RoutingIntent) -> tuple[str, str]:

@@ -59,8 +59,9 @@ class SchedulerReconciler:
             parts.append(f"fallback={intent.resolved_model}")
         if intent.attempt:
             parts.append(f"retry={intent.attempt}")
-        cost = msgspec.structs.replace(intent.cost_estimate,
-                                       cost_micro_usd=intent.costs.get(backend.name, 0))
+        paid = intent.costs.get(backend.name, 0)
+        cost = msgspec.structs.replace(intent.cost_estimate, cost_micro_usd=paid) \
+            if paid else intent.cost_estimate
         return Route(backend=backend, model=intent.resolved_model,
                      requested_model=intent.requested_model, reason="; ".join(parts),
                      fallback_model=intent.resolved_model if intent.fallback_model else None,

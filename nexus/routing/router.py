@@ -32,6 +32,8 @@ from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingD
 from nexus.routing.rejection import no_viable_backend
 from nexus.routing.request import RoutingRequest
 
+CHAIN_CACHE_SIZE = 4096
+
 
 class ScoreRow(msgspec.Struct):
     model: str
@@ -62,6 +64,7 @@ class Router:
                  extra_stages: Sequence[Reconciler] = ()) -> None:
         self.config = config
         self.registry = registry
+        self._chains: dict[str, list[str | None]] = {}
         quality = quality or QualityConfig()
         self.scheduler = SchedulerReconciler(
             Strategies(rng).get(config.strategy),
@@ -123,8 +126,13 @@ class Router:
         return Reject(rejection_reasons=reasons, model_known=known)
 
     def _fallbacks(self, model: str) -> list[str | None]:
-        resolved = resolve(model, self.config.aliases)
-        return [None, *self.config.fallbacks.get(resolved, [])]
+        chain = self._chains.get(model)
+        if chain is None:
+            if len(self._chains) >= CHAIN_CACHE_SIZE:  # model names come from clients
+                self._chains.clear()
+            resolved = resolve(model, self.config.aliases)
+            chain = self._chains[model] = [None, *self.config.fallbacks.get(resolved, [])]
+        return chain
 
     @staticmethod
     def _may_fall_back(request: RoutingRequest, intent: RoutingIntent) -> bool:

@@ -15,6 +15,7 @@ class Call(msgspec.Struct, kw_only=True):
     endpoint: Endpoint
     model: str
     payload: dict[str, Any]
+    body: bytes = b""              # the client's bytes, forwarded as they are when possible
     stream: bool = False
     include_usage: bool = False    # the client asked for the usage chunk itself
     flags: RequestFlags = NO_FLAGS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 import aiohttp
 from aiohttp import web
@@ -12,7 +13,7 @@ from nexus.adapters import ADAPTERS
 from nexus.backends.backend import Backend
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
-from nexus.pipeline.types import Queue, Route
+from nexus.pipeline.types import Queue, Route, RoutingDecision
 from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
 from nexus.server.call import Call
@@ -50,22 +51,25 @@ class Forwarder:
         failure: NexusError | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                route = await self._route(call, frozenset(excluded), attempt)
+                routed = self._route(call, frozenset(excluded), attempt)
+                route = routed if isinstance(routed, Route) else await routed
             except NoViableBackend:
                 if failure is None:
                     raise
                 break
-            refused = await self.holds.hold(route, call.spend_id)
-            if refused is not None:  # strict budget: this paid backend would pass the limit
-                excluded.add(route.backend.name)
-                failure = refused
-                continue
+            if self.holds.applies(route):
+                refused = await self.holds.hold(route, call.spend_id)
+                if refused is not None:  # strict budget: this backend would pass the limit
+                    excluded.add(route.backend.name)
+                    failure = refused
+                    continue
             try:
                 return await self._attempt(route, call, request)
             except UpstreamFailure as exc:
                 log.info("request %s: %s failed before the first byte: %s",
                          call.request_id, route.backend.name, exc.error.message)
-                await self.holds.let_go(route, call.spend_id)
+                if self.holds.applies(route):
+                    await self.holds.let_go(route, call.spend_id)
                 route.backend.metrics.error()
                 self.stats.failure(route.backend.name, exc.error.code)
                 excluded.add(route.backend.name)
@@ -73,12 +77,20 @@ class Forwarder:
         assert failure is not None
         raise failure
 
-    async def _route(self, call: Call, excluded: frozenset[str], attempt: int) -> Route:
-        """Decide; when the decision is to queue, wait for capacity and decide again."""
+    def _route(self, call: Call, excluded: frozenset[str],
+               attempt: int) -> Route | Awaitable[Route]:
+        """The route, or (when the decision is to queue) a wait for one."""
         request = RoutingRequest(model=call.model, endpoint=call.endpoint, excluded=excluded,
                                  attempt=attempt, payload=call.payload, flags=call.flags,
                                  request_id=call.request_id)
         decision = self.router.decide(request)
+        if isinstance(decision, Route):  # the common case, with no coroutine in between
+            return decision
+        return self._queue(call, request, decision)
+
+    async def _queue(self, call: Call, request: RoutingRequest,
+                     decision: RoutingDecision) -> Route:
+        """Wait for capacity while the decision is to queue, deciding again on each wake."""
         if not isinstance(decision, Queue) or not self.waiting.enabled:
             return self.router.outcome(request, decision)
         try:
@@ -103,8 +115,10 @@ class Forwarder:
                         request: web.Request) -> web.StreamResponse:
         backend = route.backend
         adapter = ADAPTERS[backend.api]
-        upstream = adapter.prepare(backend, call.endpoint, {**call.payload, "model": route.model},
-                                   call.stream)
+        same_model = route.model == call.model and call.body
+        payload = call.payload if same_model else {**call.payload, "model": route.model}
+        upstream = adapter.prepare(backend, call.endpoint, payload, call.stream,
+                                   call.body if same_model else None)
         loop = asyncio.get_running_loop()
         started = loop.time()
         timeout = self.stream_timeout if call.stream else self.timeout

@@ -41,10 +41,11 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    view, raw = parse_body(endpoint, await request.read())
+    body = await request.read()
+    view, raw = parse_body(endpoint, body)
     options = view.stream_options or {}
     call = Call(request_id=request[REQUEST_ID], endpoint=endpoint, model=view.model,
-                payload=raw, stream=view.stream and endpoint != "embeddings",
+                payload=raw, body=body, stream=view.stream and endpoint != "embeddings",
                 include_usage=bool(options.get("include_usage")),
                 flags=request_flags(request.headers), priority=request_priority(request.headers))
     return await request.app[GATEWAY].forwarder.serve(call, request)

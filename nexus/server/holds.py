@@ -34,10 +34,12 @@ class Holds:
         self.ttl = request_timeout_seconds + margin
         self.fail_open = budget is not None and budget.when_stale == "fail_open"
 
+    def applies(self, route: Route) -> bool:
+        """Whether this route needs a hold: strict budgets, paid backends only."""
+        return self.strict and not route.backend.free
+
     async def hold(self, route: Route, request_id: str) -> NexusError | None:
         """None when the request may go; otherwise why it may not."""
-        if not self.strict or route.backend.free:
-            return None
         assert self.budget is not None
         estimate = route.cost_estimate.cost_micro_usd
         reservation = Reservation(
@@ -60,9 +62,7 @@ class Holds:
             code="budget_exceeded")
 
     async def let_go(self, route: Route, request_id: str) -> None:
-        """The request was not served by this backend: release its hold, if any."""
-        if not self.strict or route.backend.free:
-            return
+        """The request was not served by this backend: release its hold."""
         try:
             await self.store.release(request_id, month_of())
         except RedisError as exc:  # the leader will expire it; counted at the estimate
