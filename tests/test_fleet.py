@@ -163,14 +163,17 @@ async def test_concurrent_paid_requests_over_three_replicas_are_counted_exactly(
 async def test_spend_stays_exact_when_redis_is_killed_and_restarted_mid_run(
         paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
     fleet = await paid_fleet()
-    run = asyncio.create_task(fire(http, fleet.replicas, REQUESTS))
-    await until(lambda: fleet.billed() >= COST * REQUESTS // 4, within=60)
-    await asyncio.to_thread(fleet.redis.kill)
-    served_at_kill = fleet.billed()
-    await until(lambda: fleet.billed() >= served_at_kill + COST * REQUESTS // 4, within=60)
-    await asyncio.to_thread(fleet.redis.start)
-    statuses = await run
+    wave = REQUESTS // 3
+    first = asyncio.create_task(fire(http, fleet.replicas, wave))
+    await until(lambda: fleet.billed() >= COST * wave // 4, within=60)
+    await asyncio.to_thread(fleet.redis.kill)          # mid-run: the first wave in flight
+    statuses = await first
+    statuses += await fire(http, fleet.replicas, wave)  # all of it while Redis is down
+    third = asyncio.create_task(fire(http, fleet.replicas, REQUESTS - 2 * wave))
+    await asyncio.to_thread(fleet.redis.start)         # AOF brings back what was written
+    statuses += await third
     assert statuses.count(200) == REQUESTS  # paid traffic went on (when_stale = fail_open)
+    assert fleet.billed() == REQUESTS * COST
     assert await fleet.settled() == fleet.billed()
 
 

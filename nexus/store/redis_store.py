@@ -116,7 +116,7 @@ class RedisStore:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError, RedisError):
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
         if self._pending:
