@@ -6,7 +6,7 @@ import os
 
 from nexus.backends.health import HealthTracker
 from nexus.backends.kinds import KINDS, Api, Kind, base_url
-from nexus.backends.metrics import BackendMetrics
+from nexus.backends.metrics import BackendMetrics, ema_step, fleet_mean
 from nexus.config.schema import BackendConfig, HealthCheckConfig
 from nexus.pricing import PriceTable
 
@@ -84,19 +84,12 @@ class Backend:
         self.models = models | frozenset(self.config.models)
 
     def observe_latency(self, millis: float) -> None:
-        ema = self.local_latency_ema_ms
-        self.local_latency_ema_ms = ema = millis if ema is None \
-            else ema + LATENCY_EMA_ALPHA * (millis - ema)
-        total, count = self.remote_latency
-        self.latency_ema_ms = ema if not count else (ema + total) / (count + 1)
+        self.local_latency_ema_ms = ema_step(self.local_latency_ema_ms, millis,
+                                             LATENCY_EMA_ALPHA)
+        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, *self.remote_latency)
 
     def set_remote_latency(self, total: float, count: int) -> None:
         """The other replicas' latency averages for this backend (sum, how many)."""
         self.remote_latency = (total, count)
         self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, total, count)
 
-
-def fleet_mean(local: float | None, remote_total: float, remote_count: int) -> float | None:
-    """Each replica's average counts once; None when nobody has measured yet."""
-    count = remote_count + (local is not None)
-    return None if not count else ((local or 0.0) + remote_total) / count

@@ -58,9 +58,7 @@ class BackendMetrics:
         self.remote_successes, self.remote_errors = successes, errors
         self._sum()
         self.remote_ttft = (ttft_total, ttft_count)
-        count = ttft_count + (self.local_ttft_ema_ms is not None)
-        self.ttft_ema_ms = None if not count \
-            else ((self.local_ttft_ema_ms or 0.0) + ttft_total) / count
+        self.ttft_ema_ms = fleet_mean(self.local_ttft_ema_ms, ttft_total, ttft_count)
 
     def success(self) -> None:
         self._successes[self._advance()] += 1
@@ -73,11 +71,8 @@ class BackendMetrics:
         self.errors += 1
 
     def first_token(self, millis: float) -> None:
-        ema = self.local_ttft_ema_ms
-        self.local_ttft_ema_ms = ema = millis if ema is None \
-            else ema + TTFT_EMA_ALPHA * (millis - ema)
-        total, count = self.remote_ttft
-        self.ttft_ema_ms = ema if not count else (ema + total) / (count + 1)
+        self.local_ttft_ema_ms = ema_step(self.local_ttft_ema_ms, millis, TTFT_EMA_ALPHA)
+        self.ttft_ema_ms = fleet_mean(self.local_ttft_ema_ms, *self.remote_ttft)
 
     def window(self) -> tuple[int, int]:
         """(successes, errors) over the last hour, fleet-wide."""
@@ -88,3 +83,14 @@ class BackendMetrics:
         self._advance()
         total = self.successes + self.errors
         return None if total < min_requests else self.errors / total
+
+
+def ema_step(ema: float | None, sample: float, alpha: float) -> float:
+    """An exponential moving average after one more sample (the first sample starts it)."""
+    return sample if ema is None else ema + alpha * (sample - ema)
+
+
+def fleet_mean(local: float | None, remote_total: float, remote_count: int) -> float | None:
+    """Each replica's average counts once; None when nobody has measured yet."""
+    count = remote_count + (local is not None)
+    return None if not count else ((local or 0.0) + remote_total) / count
