@@ -97,3 +97,14 @@ class Replica:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def pause(replica: Replica) -> None:
+    """SIGSTOP: the process freezes mid-whatever, as in a long GC pause or a VM stall."""
+    assert replica.process is not None
+    replica.process.send_signal(signal.SIGSTOP)
+
+
+def resume(replica: Replica) -> None:
+    assert replica.process is not None
+    replica.process.send_signal(signal.SIGCONT)
