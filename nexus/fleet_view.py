@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from nexus.budget import BudgetView, month_of, status_of
 from nexus.config.schema import Config
+from nexus.config.validate import without_password
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
 from nexus.pricing import micro_usd, usd
 from nexus.store.keys import Keys
@@ -34,7 +35,8 @@ def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool
     try:
         data = asyncio.run(_read(what, config, month or month_of()))
     except RedisError as exc:
-        print(f"nexus: cannot read Redis at {config.redis.url}: {exc}", file=sys.stderr)
+        where = without_password(config.redis.url)
+        print(f"nexus: cannot read Redis at {where}: {exc}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(data, indent=2))

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from nexus.config.loader import load_config
+from nexus.config.validate import without_password
 from nexus.server.app import create_app
 
 log = logging.getLogger("nexus")
@@ -16,7 +17,8 @@ def serve(config_path: str | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = load_config(config_path)
     app = create_app(config)
-    store = "redis" if config.redis else "in-process store"
+    store = f"redis at {without_password(config.redis.url)}" if config.redis \
+        else "in-process store"
     log.info("nexus: %d backend(s), %s, listening on http://%s:%d", len(config.backends), store,
              config.server.host, config.server.port)
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nexus.cli import main
 from nexus.config import ConfigError, load_config
 
 
@@ -142,3 +143,13 @@ def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
     assert "server.port" in result.stderr
+
+
+def test_check_never_prints_a_redis_password(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, '[redis]\nurl = "redis://:s3cret@10.0.0.5:6379/0"\n')
+    for extra in ([], ["--json"]):
+        assert main(["check", str(path), *extra]) == 0
+        out = capsys.readouterr().out
+        assert "s3cret" not in out
+        assert "10.0.0.5" in out

@@ -5,14 +5,17 @@ from __future__ import annotations
 import msgspec
 
 from nexus.config.schema import Config
+from nexus.config.validate import without_password
 
 
 def summarize(config: Config, source: str, *, as_json: bool) -> None:
     if as_json:
-        print(msgspec.json.encode({"valid": True, "source": source,
-                                   "config": msgspec.to_builtins(config)}).decode())
+        data = msgspec.to_builtins(config)
+        if config.redis is not None:  # a password in the URL is a secret like any key
+            data["redis"]["url"] = without_password(config.redis.url)
+        print(msgspec.json.encode({"valid": True, "source": source, "config": data}).decode())
         return
-    store = f"redis at {config.redis.url} (prefix {config.redis.prefix!r})" if config.redis \
+    store = f"redis at {without_password(config.redis.url)} (prefix {config.redis.prefix!r})" if config.redis \
         else "in-process (one replica)"
     print(f"{source}: valid")
     print(f"  listen    {config.server.host}:{config.server.port}")
