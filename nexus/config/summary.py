@@ -15,8 +15,9 @@ def summarize(config: Config, source: str, *, as_json: bool) -> None:
             data["redis"]["url"] = without_password(config.redis.url)
         print(msgspec.json.encode({"valid": True, "source": source, "config": data}).decode())
         return
-    store = f"redis at {without_password(config.redis.url)} (prefix {config.redis.prefix!r})" if config.redis \
-        else "in-process (one replica)"
+    store = "in-process (one replica)"
+    if config.redis is not None:
+        store = f"redis at {without_password(config.redis.url)} (prefix {config.redis.prefix!r})"
     print(f"{source}: valid")
     print(f"  listen    {config.server.host}:{config.server.port}")
     print(f"  store     {store}")
