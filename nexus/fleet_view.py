@@ -17,6 +17,7 @@ import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from nexus.backends.metrics import recent
 from nexus.budget import BudgetView, month_of, status_of
 from nexus.config.schema import Config
 from nexus.config.validate import without_password
@@ -97,8 +98,9 @@ async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
             entry = figures.setdefault(str(name), {"in_flight": 0, "successes": 0, "errors": 0,
                                               "replicas": 0})
             entry["in_flight"] += seen.in_flight
-            entry["successes"] += seen.successes
-            entry["errors"] += seen.errors
+            now_minute = int(time.time() // 60)
+            entry["successes"] += recent(seen.minute, seen.successes, now_minute)
+            entry["errors"] += recent(seen.minute, seen.errors, now_minute)
             entry["replicas"] += 1
     backends = []
     for name in sorted({str(n) for n in published} | set(figures)):

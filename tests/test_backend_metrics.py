@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nexus.backends.metrics import BackendMetrics
+from nexus.backends.metrics import BackendMetrics, recent
 
 
 class FakeClock:
@@ -43,3 +43,18 @@ def test_time_to_first_token_is_a_moving_average() -> None:
     metrics.first_token(100.0)
     metrics.first_token(200.0)
     assert metrics.ttft_ema_ms == 120.0
+
+
+def test_published_minute_buckets_merge_over_the_readers_hour() -> None:
+    clock = FakeClock()
+    metrics = BackendMetrics(clock)
+    metrics.error()
+    clock.now += 40 * 60
+    metrics.success()
+    metrics.success()
+    minute, successes, errors = metrics.buckets()
+    assert (len(successes), sum(successes), sum(errors)) == (60, 2, 1)
+    assert successes[-1] == 2  # newest minute last
+    assert recent(minute, errors, minute) == 1
+    assert recent(minute, errors, minute + 25) == 0   # read 25 minutes later: aged out
+    assert recent(minute, successes, minute + 25) == 2

@@ -74,6 +74,14 @@ class BackendMetrics:
         self.local_ttft_ema_ms = ema_step(self.local_ttft_ema_ms, millis, TTFT_EMA_ALPHA)
         self.ttft_ema_ms = fleet_mean(self.local_ttft_ema_ms, *self.remote_ttft)
 
+    def buckets(self) -> tuple[int, list[int], list[int]]:
+        """(newest minute, successes, errors) per minute of this replica's last hour,
+        oldest first: what a replica publishes for the fleet to merge."""
+        slot = self._advance()
+        order = [(slot + 1 + i) % BUCKETS for i in range(BUCKETS)]
+        return (self._minute, [self._successes[i] for i in order],
+                [self._errors[i] for i in order])
+
     def window(self) -> tuple[int, int]:
         """(successes, errors) over the last hour, fleet-wide."""
         self._advance()
@@ -94,3 +102,10 @@ def fleet_mean(local: float | None, remote_total: float, remote_count: int) -> f
     """Each replica's average counts once; None when nobody has measured yet."""
     count = remote_count + (local is not None)
     return None if not count else ((local or 0.0) + remote_total) / count
+
+
+def recent(newest_minute: int, counts: list[int], now_minute: int) -> int:
+    """The sum of published minute counts (oldest first) that fall in the hour to now."""
+    oldest = now_minute - BUCKETS + 1
+    first = newest_minute - len(counts) + 1
+    return sum(count for i, count in enumerate(counts) if first + i >= oldest)

@@ -19,7 +19,9 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from nexus.aio import stop_if_cancelled
+from nexus.backends.backend import Backend
 from nexus.backends.health import Health
+from nexus.backends.metrics import recent
 from nexus.backends.registry import Registry
 from nexus.config.schema import Config
 from nexus.fleet.budget_loop import BudgetReconciliation
@@ -34,8 +36,9 @@ FORGET_REPLICA_SECONDS = 24 * 3600  # how long a gone replica's name stays in th
 
 class BackendFigures(msgspec.Struct, kw_only=True):
     in_flight: int
-    successes: int
-    errors: int
+    minute: int                # unix minute of the newest bucket
+    successes: list[int]       # per minute over the last hour, oldest first
+    errors: list[int]
     latency_ema_ms: float | None = None
     ttft_ema_ms: float | None = None
 
@@ -57,10 +60,10 @@ class _Merged:
         self.latency: tuple[float, int] = (0.0, 0)
         self.ttft: tuple[float, int] = (0.0, 0)
 
-    def add(self, figures: BackendFigures) -> None:
+    def add(self, figures: BackendFigures, now_minute: int) -> None:
         self.in_flight += figures.in_flight
-        self.successes += figures.successes
-        self.errors += figures.errors
+        self.successes += recent(figures.minute, figures.successes, now_minute)
+        self.errors += recent(figures.minute, figures.errors, now_minute)
         if figures.latency_ema_ms is not None:
             self.latency = (self.latency[0] + figures.latency_ema_ms, self.latency[1] + 1)
         if figures.ttft_ema_ms is not None:
@@ -68,6 +71,13 @@ class _Merged:
 
 
 _figures_decoder = msgspec.json.Decoder(BackendFigures)
+
+
+def _figures(backend: Backend) -> BackendFigures:
+    minute, successes, errors = backend.metrics.buckets()
+    return BackendFigures(in_flight=backend.in_flight, minute=minute, successes=successes,
+                          errors=errors, latency_ema_ms=backend.local_latency_ema_ms,
+                          ttft_ema_ms=backend.metrics.local_ttft_ema_ms)
 _health_decoder = msgspec.json.Decoder(PublishedHealth)
 _encode = msgspec.json.encode
 
@@ -120,10 +130,7 @@ class Fleet:
 
     # -- backend figures -----------------------------------------------------------------
     async def publish_metrics(self) -> None:
-        fields = {b.name: _encode(BackendFigures(
-            in_flight=b.in_flight, successes=b.metrics.local_successes,
-            errors=b.metrics.local_errors, latency_ema_ms=b.local_latency_ema_ms,
-            ttft_ema_ms=b.metrics.local_ttft_ema_ms)) for b in self.registry}
+        fields = {b.name: _encode(_figures(b)) for b in self.registry}
         if not fields:
             return
         key = self.keys.replica_metrics(self.replica_id)
@@ -156,11 +163,12 @@ class Fleet:
                     pipe.hgetall(self.keys.replica_metrics(replica))
                 published = await pipe.execute()
         totals = {b.name: _Merged() for b in self.registry}
+        now_minute = int(time.time() // 60)
         for figures_by_backend in published:
             for name, raw in figures_by_backend.items():
                 merged = totals.get(name)
                 if merged is not None:
-                    merged.add(_figures_decoder.decode(raw))
+                    merged.add(_figures_decoder.decode(raw), now_minute)
         for backend in self.registry:
             merged = totals[backend.name]
             backend.remote_in_flight = merged.in_flight
