@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from nexus.store.memory import MemoryStore
+from nexus.store.base import SpendRecord
 from tests.conftest import (
     GatewayFactory,
     MockFactory,
@@ -100,10 +100,11 @@ async def budget_fleet(mock_backend: MockFactory, gateway: GatewayFactory, spent
     config = make_config([backend(local, priority=10), cloud(paid, priority=90)],
                          routing={"budget": {"monthly_limit_usd": 10.0, **budget}})
     gw = await gateway(config, dict(KEY_ENV))
-    if spent_usd:
+    if spent_usd:  # the month so far, as if earlier requests had spent it
         store = gw.gateway.store
-        assert isinstance(store, MemoryStore)
-        store._total[store.budget_view().month] = int(spent_usd * 1_000_000)
+        store.record_spend(SpendRecord(request_id="earlier", month=store.budget_view().month,
+                                       backend="paid", model="gpt-4o",
+                                       cost_micro_usd=int(spent_usd * 1_000_000)))
     return gw, local, paid
 
 

@@ -31,18 +31,28 @@ class BudgetReconciler:
     def __init__(self, config: BudgetConfig | None, view: Callable[[], BudgetView]) -> None:
         self.config = config
         self.view = view
+        self._last: tuple[BudgetView | None, BudgetStatus] = (None, BudgetStatus.NORMAL)
 
     def reconcile(self, intent: RoutingIntent) -> None:
         self._estimate(intent)
         if self.config is not None:
             view = self.view()
-            intent.budget_status = status_of(view, self.config)
+            intent.budget_status = self._status(view, self.config)
             self._apply_status(intent, view)
         limit = intent.policy.max_cost_micro_usd
         costs = intent.costs
         if limit is not None and costs:  # free backends never pass a cost cap
             intent.keep(STAGE, [b for b in intent.candidates if costs.get(b.name, 0) <= limit],
                         lambda b: _over_cap(costs[b.name], limit))
+
+    def _status(self, view: BudgetView, config: BudgetConfig) -> BudgetStatus:
+        """The status of a view, worked out once per view (stores hand out the same
+        view object until the spend changes)."""
+        last_view, last_status = self._last
+        if view is not last_view:
+            last_status = status_of(view, config)
+            self._last = (view, last_status)
+        return last_status
 
     @staticmethod
     def _estimate(intent: RoutingIntent) -> None:

@@ -78,6 +78,14 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
         self.drops += [(backend, stage, why_not) for backend in dropped]
         self.candidates = kept
 
+    def split(self, stage: str, kept: list[Backend], dropped: list[Backend],
+              why_not: Explain) -> None:
+        """`keep` for a stage that has both halves already (cheapest for large drops)."""
+        if dropped:
+            self.excluded += [backend.name for backend in dropped]
+            self.drops += [(backend, stage, why_not) for backend in dropped]
+            self.candidates = kept
+
     @property
     def rejection_reasons(self) -> list[RejectionReason]:
         return reasons_of(self.drops)

@@ -27,10 +27,11 @@ class Strategies:
     def smart(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
         scores = score_all(candidates)
         best = max(scores)
+        if scores.count(best) == 1:
+            return candidates[scores.index(best)], f"smart score={best:.3f}"
         # Ties take turns, so equal backends share the traffic.
         tied = [i for i, score in enumerate(scores) if score == best]
-        chosen = tied[next(self._counter) % len(tied)] if len(tied) > 1 else tied[0]
-        return candidates[chosen], f"smart score={best:.3f}"
+        return candidates[tied[next(self._counter) % len(tied)]], f"smart score={best:.3f}"
 
     def round_robin(self, candidates: Sequence[Backend], score_all: ScoreAll) -> Pick:
         return candidates[next(self._counter) % len(candidates)], "round_robin"

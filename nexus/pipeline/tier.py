@@ -17,11 +17,12 @@ class TierReconciler:
         if tier is None:
             return
         meeting = [b for b in intent.candidates if b.tier >= tier]
+        below = [b for b in intent.candidates if b.tier < tier]
         if not self._flexible(intent):
-            intent.keep(STAGE, meeting, lambda b: _below(b, tier, STRICT_HINT))
+            intent.split(STAGE, meeting, below, lambda b: _below(b, tier, STRICT_HINT))
         elif any(not b.health.down for b in meeting):
-            intent.keep(STAGE, meeting,
-                        lambda b: _below(b, tier, "a backend meeting the tier is available"))
+            intent.split(STAGE, meeting, below,
+                         lambda b: _below(b, tier, "a backend meeting the tier is available"))
         elif intent.candidates:
             intent.warnings["X-Nexus-Tier-Warning"] = (
                 f"no backend meets min_tier {tier}; a lower tier serves this request "

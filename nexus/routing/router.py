@@ -6,6 +6,7 @@ requested model and once per fallback model, until one of them can route.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -161,4 +162,9 @@ def _message(model: str, reasons: list[RejectionReason]) -> str:
 
 
 def _no_spend() -> BudgetView:
-    return BudgetView(month=month_of())
+    return _empty_month(month_of())
+
+
+@functools.lru_cache(maxsize=4)
+def _empty_month(month: str) -> BudgetView:
+    return BudgetView(month=month)

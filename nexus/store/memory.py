@@ -22,11 +22,15 @@ class MemoryStore:
         self._by_model: dict[str, Counter[str]] = {}
         self._reservations: dict[str, Reservation] = {}
         self._reserved: Counter[str] = Counter()          # month -> micro-USD held
+        self._view: BudgetView | None = None              # cached until the next change
 
     def budget_view(self) -> BudgetView:
         month = self._month()
-        return BudgetView(month=month, spent_micro_usd=self._total[month],
-                          reserved_micro_usd=self._reserved[month])
+        view = self._view
+        if view is None or view.month != month:  # rebuilt only after a change
+            view = self._view = BudgetView(month=month, spent_micro_usd=self._total[month],
+                                           reserved_micro_usd=self._reserved[month])
+        return view
 
     def record_spend(self, record: SpendRecord) -> None:
         self._let_go(record.request_id)
@@ -34,6 +38,7 @@ class MemoryStore:
         if key in self._seen or record.cost_micro_usd <= 0:
             return
         self._seen[key] = None
+        self._view = None
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
         self._total[record.month] += record.cost_micro_usd
@@ -51,6 +56,7 @@ class MemoryStore:
             return False
         self._reservations[reservation.request_id] = reservation
         self._reserved[month] += reservation.estimate_micro_usd
+        self._view = None
         return True
 
     async def release(self, request_id: str, month: str) -> None:
@@ -60,6 +66,7 @@ class MemoryStore:
         held = self._reservations.pop(request_id, None)
         if held is not None:
             self._reserved[held.month] -= held.estimate_micro_usd
+            self._view = None
 
     async def breakdown(self, month: str) -> SpendBreakdown:
         return SpendBreakdown(month=month, total_micro_usd=self._total[month],
