@@ -38,7 +38,8 @@ class RequestAnalyzer:
                 self._names.clear()
             known = self._names[key] = self._resolve(*key)
         intent.resolved_model, intent.policy = known
-        intent.requirements = requirements_of(intent.payload)
+        if not intent.requirements_known:
+            intent.requirements = requirements_of(intent.payload)
         serving = self.registry.serving(intent.resolved_model)
         intent.model_served = bool(serving)
         intent.candidates = list(serving)  # ours to narrow; the registry's index stays intact

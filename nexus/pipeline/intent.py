@@ -38,6 +38,7 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     attempt: int = 0                      # 0 for the first try, n for the n-th retry
     policy: EffectivePolicy = NO_POLICY
     requirements: Requirements = msgspec.field(default_factory=Requirements)
+    requirements_known: bool = False      # read by the caller already: do not read again
     restricted: bool = False              # privacy constraint: restricted zones only
     min_tier: int | None = None
     budget_status: BudgetStatus = BudgetStatus.NORMAL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nexus.pipeline.types import Requirements
@@ -14,12 +15,26 @@ JSON_FORMATS = frozenset({"json_object", "json_schema"})
 def requirements_of(payload: dict[str, Any] | None) -> Requirements:
     if not payload:
         return Requirements()
-    chars, messages, vision = _content(payload)
-    response_format = payload.get("response_format")
-    max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
+    return _requirements(_content(payload), payload.get("response_format"),
+                         payload.get("max_tokens") or payload.get("max_completion_tokens"),
+                         bool(payload.get("tools") or payload.get("functions")))
+
+
+def requirements_of_chat(messages: Sequence[Any], response_format: Any, max_tokens: Any,
+                         tools: bool) -> Requirements:
+    """The same, from an already decoded chat view (objects with a `content`)."""
+    chars, vision = 0, False
+    for message in messages:
+        text, image = _message_content(message.content)
+        chars, vision = chars + text, vision or image
+    return _requirements((chars, len(messages), vision), response_format, max_tokens, tools)
+
+
+def _requirements(content: tuple[int, int, bool], response_format: Any, max_tokens: Any,
+                  tools: bool) -> Requirements:
+    chars, messages, vision = content
     return Requirements(
-        vision=vision,
-        tools=bool(payload.get("tools") or payload.get("functions")),
+        vision=vision, tools=tools,
         json_mode=isinstance(response_format, dict)
         and response_format.get("type") in JSON_FORMATS,
         input_tokens=chars // CHARS_PER_TOKEN + messages * TOKENS_PER_MESSAGE,

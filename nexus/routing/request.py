@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Route
+from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements, Route
 
 __all__ = ["Endpoint", "RequestFlags", "Route", "RoutingRequest"]
 
@@ -17,5 +17,6 @@ class RoutingRequest(msgspec.Struct, kw_only=True):
     excluded: frozenset[str] = frozenset()  # backends this request already failed on
     attempt: int = 0                        # 0 for the first try, n for the n-th retry
     payload: dict[str, Any] | None = None   # the decoded body: requirements come from it
+    requirements: Requirements | None = None  # or, already read, these
     flags: RequestFlags = NO_FLAGS
     request_id: str = ""

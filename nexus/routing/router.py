@@ -140,11 +140,14 @@ class Router:
         return intent.policy.fallback_allowed and not request.flags.strict
 
     def _intent(self, request: RoutingRequest, fallback: str | None) -> RoutingIntent:
-        return RoutingIntent(request_id=request.request_id, requested_model=request.model,
-                             resolved_model=request.model, endpoint=request.endpoint,
-                             payload=request.payload, fallback_model=fallback,
-                             headers=request.flags, attempt=request.attempt,
-                             tried=request.excluded)
+        intent = RoutingIntent(request_id=request.request_id, requested_model=request.model,
+                               resolved_model=request.model, endpoint=request.endpoint,
+                               payload=request.payload, fallback_model=fallback,
+                               headers=request.flags, attempt=request.attempt,
+                               tried=request.excluded)
+        if request.requirements is not None:
+            intent.requirements, intent.requirements_known = request.requirements, True
+        return intent
 
     def _unknown_model(self, model: str) -> Exception:
         # A backend that never answered discovery may serve the model: that is not a 404.

@@ -6,18 +6,27 @@ from typing import Any
 
 import msgspec
 
-from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags
+from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
 from nexus.server.request_id import fresh_id
+from nexus.server.schemas import decode_object
 
 
 class Call(msgspec.Struct, kw_only=True):
     request_id: str                # the client's X-Request-Id or ours; shown in headers
     endpoint: Endpoint
     model: str
-    payload: dict[str, Any]
-    body: bytes = b""              # the client's bytes, forwarded as they are when possible
+    body: bytes                    # the client's bytes, forwarded as they are when possible
+    requirements: Requirements = msgspec.field(default_factory=Requirements)
     stream: bool = False
     include_usage: bool = False    # the client asked for the usage chunk itself
     flags: RequestFlags = NO_FLAGS
     priority: int = 0              # X-Nexus-Priority: who waits least in the queue
     spend_id: str = msgspec.field(default_factory=fresh_id)  # never client-chosen
+    _payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The body as a dict, decoded on first use: only a body that must change needs it."""
+        if self._payload is None:
+            self._payload = decode_object(self.body)
+        return self._payload

@@ -10,7 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from nexus.adapters import ADAPTERS
+from nexus.adapters.base import UpstreamRequest
 from nexus.backends.backend import Backend
+from nexus.backends.kinds import Api
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
 from nexus.pipeline.types import Queue, Route, RoutingDecision
@@ -81,8 +83,8 @@ class Forwarder:
                attempt: int) -> Route | Awaitable[Route]:
         """The route, or (when the decision is to queue) a wait for one."""
         request = RoutingRequest(model=call.model, endpoint=call.endpoint, excluded=excluded,
-                                 attempt=attempt, payload=call.payload, flags=call.flags,
-                                 request_id=call.request_id)
+                                 attempt=attempt, requirements=call.requirements,
+                                 flags=call.flags, request_id=call.request_id)
         decision = self.router.decide(request)
         if isinstance(decision, Route):  # the common case, with no coroutine in between
             return decision
@@ -115,10 +117,7 @@ class Forwarder:
                         request: web.Request) -> web.StreamResponse:
         backend = route.backend
         adapter = ADAPTERS[backend.api]
-        same_model = route.model == call.model and call.body
-        payload = call.payload if same_model else {**call.payload, "model": route.model}
-        upstream = adapter.prepare(backend, call.endpoint, payload, call.stream,
-                                   call.body if same_model else None)
+        upstream = self._upstream(route, call)
         loop = asyncio.get_running_loop()
         started = loop.time()
         timeout = self.stream_timeout if call.stream else self.timeout
@@ -153,6 +152,17 @@ class Forwarder:
         self.stats.response(backend.name, 200, usage)
         self._bill(spend_record(call.spend_id, route, usage, reserved=self.holds.strict))
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    @staticmethod
+    def _upstream(route: Route, call: Call) -> UpstreamRequest:
+        """The request to send: the client's bytes when nothing must change in them."""
+        adapter = ADAPTERS[route.backend.api]
+        if route.model == call.model and not call.stream \
+                and route.backend.api is Api.OPENAI:
+            return adapter.prepare(route.backend, call.endpoint, {}, False, call.body)
+        payload = call.payload if route.model == call.model \
+            else {**call.payload, "model": route.model}
+        return adapter.prepare(route.backend, call.endpoint, payload, call.stream)
 
     def _bill(self, record: SpendRecord | None) -> None:
         if record is not None:

@@ -18,7 +18,7 @@ from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
 from nexus.server.metrics import render_metrics
 from nexus.server.middleware import REQUEST_ID
-from nexus.server.schemas import parse_body
+from nexus.server.schemas import parse_body, view_requirements
 
 GATEWAY = web.AppKey("gateway", Gateway)
 _encode = msgspec.json.Encoder().encode
@@ -42,10 +42,11 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     body = await request.read()
-    view, raw = parse_body(endpoint, body)
+    view = parse_body(endpoint, body)
     options = view.stream_options or {}
     call = Call(request_id=request[REQUEST_ID], endpoint=endpoint, model=view.model,
-                payload=raw, body=body, stream=view.stream and endpoint != "embeddings",
+                body=body, requirements=view_requirements(view),
+                stream=view.stream and endpoint != "embeddings",
                 include_usage=bool(options.get("include_usage")),
                 flags=request_flags(request.headers), priority=request_priority(request.headers))
     return await request.app[GATEWAY].forwarder.serve(call, request)
@@ -53,8 +54,9 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
 
 async def routing_explain(request: web.Request) -> web.Response:
     """Run the pipeline on a chat request body without sending it anywhere."""
-    view, raw = parse_body("chat", await request.read())
-    routing = RoutingRequest(model=view.model, payload=raw, request_id=request[REQUEST_ID],
+    view = parse_body("chat", await request.read())
+    routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
+                             request_id=request[REQUEST_ID],
                              flags=request_flags(request.headers))
     return json_response(explain(request.app[GATEWAY].router, routing))
 

@@ -9,7 +9,8 @@ import msgspec
 from msgspec import Meta
 
 from nexus.errors import BadRequest
-from nexus.pipeline.types import Endpoint
+from nexus.pipeline.requirements import requirements_of, requirements_of_chat
+from nexus.pipeline.types import Endpoint, Requirements
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
 _AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -26,6 +27,11 @@ class ChatRequest(msgspec.Struct):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     max_tokens: Annotated[int, Meta(ge=0)] | None = None
+    # Read for routing only (requirements); forwarded as the client sent them.
+    max_completion_tokens: Any = None
+    tools: Any = None
+    functions: Any = None
+    response_format: Any = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -33,6 +39,7 @@ class CompletionRequest(msgspec.Struct):
     prompt: Any = msgspec.field(default=None)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    max_tokens: Any = None
 
 
 class EmbeddingRequest(msgspec.Struct):
@@ -48,23 +55,23 @@ _DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
     "completions": msgspec.json.Decoder(CompletionRequest),
     "embeddings": msgspec.json.Decoder(EmbeddingRequest),
 }
-_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+decode_object = msgspec.json.Decoder(dict[str, Any]).decode  # the body as a dict, to change
 
 
-def parse_body(endpoint: Endpoint, body: bytes) -> tuple[RequestView, dict[str, Any]]:
-    """The validated view and the raw object to forward; BadRequest says what is wrong."""
+def parse_body(endpoint: Endpoint, body: bytes) -> RequestView:
+    """The validated view; BadRequest says what is wrong. The body itself is forwarded
+    as it came, or decoded again only when something in it must change."""
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON object")
     try:
-        view = _DECODERS[endpoint].decode(body)
-        raw = _decode_object(body)
+        view: RequestView = _DECODERS[endpoint].decode(body)
     except msgspec.ValidationError as exc:
         message, param = _explain(str(exc))
         raise BadRequest(message, param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     _require_input(endpoint, view)
-    return view, raw
+    return view
 
 
 def _require_input(endpoint: Endpoint, view: RequestView) -> None:
@@ -86,3 +93,14 @@ def _explain(text: str) -> tuple[str, str | None]:
         message = "The request body must be a JSON object"
     message = message.replace("`", "'")
     return (f"{message} at '{path}'" if path else message), path
+
+
+def view_requirements(view: RequestView) -> Requirements:
+    """What routing needs to know of a request, read from its validated view."""
+    if isinstance(view, ChatRequest):
+        return requirements_of_chat(view.messages, view.response_format,
+                                    view.max_tokens or view.max_completion_tokens,
+                                    bool(view.tools or view.functions))
+    if isinstance(view, CompletionRequest):
+        return requirements_of({"prompt": view.prompt, "max_tokens": view.max_tokens})
+    return requirements_of({"input": view.input})
