@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from nexus.aio import stop_if_cancelled
 from nexus.backends.backend import Backend
@@ -130,13 +131,14 @@ class Fleet:
 
     # -- backend figures -----------------------------------------------------------------
     async def publish_metrics(self) -> None:
-        fields = {b.name: _encode(_figures(b)) for b in self.registry}
+        fields: dict[FieldT, EncodableT] = {b.name: _encode(_figures(b))
+                                            for b in self.registry}
         if not fields:
             return
         key = self.keys.replica_metrics(self.replica_id)
         now = time.time()
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=fields)
             pipe.expire(key, max(1, round(self.ttl)))
             pipe.zadd(self.keys.replicas, {self.replica_id: now})
             pipe.zremrangebyscore(self.keys.replicas, "-inf", now - FORGET_REPLICA_SECONDS)
@@ -178,11 +180,12 @@ class Fleet:
     # -- health, checked by the leader ---------------------------------------------------
     async def publish_health(self) -> None:
         now = time.time()
-        fields = {b.name: _encode(PublishedHealth(
+        fields: dict[str, str | int | float] = {b.name: _encode(PublishedHealth(
             state=b.health.state.value, reason=b.health.reason, models=sorted(b.discovered),
-            eta=b.health.eta, checked_at=now, by=self.replica_id)) for b in self.registry}
+            eta=b.health.eta, checked_at=now, by=self.replica_id)).decode()
+            for b in self.registry}
         if fields:
-            await self.leadership.fenced_hset(self.keys.health, fields)  # type: ignore[arg-type]
+            await self.leadership.fenced_hset(self.keys.health, fields)
 
     async def adopt_health(self) -> None:
         published = await self.client.hgetall(self.keys.health)
