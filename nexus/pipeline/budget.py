@@ -13,6 +13,7 @@ from nexus.pricing import usd
 
 STAGE = "BudgetReconciler"
 DEFAULT_OUTPUT_TOKENS = 512   # the estimate when the request sets no max_tokens
+SIZE_CACHE = 4096
 # At the soft limit a free backend's score is multiplied by this: enough for a local
 # backend to outrank paid ones, while local backends still compete on their own scores.
 SOFT_LIMIT_LOCAL_BOOST = 1000.0
@@ -32,6 +33,7 @@ class BudgetReconciler:
         self.config = config
         self.view = view
         self._last: tuple[BudgetView | None, BudgetStatus] = (None, BudgetStatus.NORMAL)
+        self._sizes: dict[tuple[int, int], CostEstimate] = {}
 
     def reconcile(self, intent: RoutingIntent) -> None:
         self._estimate(intent)
@@ -45,6 +47,19 @@ class BudgetReconciler:
             intent.keep(STAGE, [b for b in intent.candidates if costs.get(b.name, 0) <= limit],
                         lambda b: _over_cap(costs[b.name], limit))
 
+    def _sized(self, tokens_in: int, tokens_out: int) -> CostEstimate:
+        """The token part of an estimate (cost 0: the route fills its backend's in);
+        requests repeat their sizes, so these are kept (a bounded number of them)."""
+        key = (tokens_in, tokens_out)
+        sized = self._sizes.get(key)
+        if sized is None:
+            if len(self._sizes) >= SIZE_CACHE:
+                self._sizes.clear()
+            sized = self._sizes[key] = CostEstimate(
+                input_tokens=tokens_in, output_tokens=tokens_out,
+                token_tier=token_tier(tokens_in + tokens_out))
+        return sized
+
     def _status(self, view: BudgetView, config: BudgetConfig) -> BudgetStatus:
         """The status of a view, worked out once per view (stores hand out the same
         view object until the spend changes)."""
@@ -54,12 +69,10 @@ class BudgetReconciler:
             self._last = (view, last_status)
         return last_status
 
-    @staticmethod
-    def _estimate(intent: RoutingIntent) -> None:
+    def _estimate(self, intent: RoutingIntent) -> None:
         needs = intent.requirements
         output = needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-        intent.cost_estimate = CostEstimate(input_tokens=needs.input_tokens, output_tokens=output,
-                                            token_tier=token_tier(needs.input_tokens + output))
+        intent.cost_estimate = self._sized(needs.input_tokens, output)
         model, tokens_in = intent.resolved_model, needs.input_tokens
         intent.costs = {b.name: b.prices.price(model).cost_micro_usd(tokens_in, output)
                         for b in intent.candidates if not b.free}

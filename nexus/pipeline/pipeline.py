@@ -39,13 +39,15 @@ class Pipeline:
     def __init__(self, stages: Sequence[Reconciler], decider: Decider) -> None:
         self.stages = [*stages, decider]
         self.decider = decider
+        self._steps = [stage.reconcile for stage in self.stages]  # bound once, called often
 
     def run(self, intent: RoutingIntent,
             trace: list[StageEffect] | None = None) -> RoutingDecision:
-        for stage in self.stages:
-            if trace is None:
-                stage.reconcile(intent)
-            else:
+        if trace is None:
+            for step in self._steps:
+                step(intent)
+        else:
+            for stage in self.stages:
                 _traced(stage, intent, trace)
         return self.decider.decide(intent)
 

@@ -54,16 +54,16 @@ class SchedulerReconciler:
     def _route(self, intent: RoutingIntent, ready: list[Backend]) -> Route:
         score_all, factors = self.scorer.score_all, intent.factors()
         backend, why = self.strategy(ready, lambda backends: score_all(backends, factors))
-        parts = [why]
+        reason = why
         if intent.fallback_model:
-            parts.append(f"fallback={intent.resolved_model}")
+            reason += f"; fallback={intent.resolved_model}"
         if intent.attempt:
-            parts.append(f"retry={intent.attempt}")
+            reason += f"; retry={intent.attempt}"
         paid = intent.costs.get(backend.name, 0)
         cost = msgspec.structs.replace(intent.cost_estimate, cost_micro_usd=paid) \
             if paid else intent.cost_estimate
         return Route(backend=backend, model=intent.resolved_model,
-                     requested_model=intent.requested_model, reason="; ".join(parts),
+                     requested_model=intent.requested_model, reason=reason,
                      fallback_model=intent.resolved_model if intent.fallback_model else None,
                      cost_estimate=cost, budget_status=intent.budget_status,
                      warnings=dict(intent.warnings))

@@ -41,7 +41,7 @@ class Requirements(msgspec.Struct, kw_only=True):
         return self.input_tokens + (self.max_output_tokens or 0)
 
 
-class CostEstimate(msgspec.Struct, kw_only=True):
+class CostEstimate(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_micro_usd: int = 0
