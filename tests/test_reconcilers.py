@@ -130,6 +130,7 @@ def test_restricted_policy_keeps_only_restricted_zones() -> None:
                          policies=[{"model_pattern": "*", "privacy": "restricted"}])
     PrivacyReconciler().reconcile(intent)
     assert names(intent.candidates) == ["local"]
+    assert intent.excluded == ["cloud", "unset"]
     assert intent.restricted
     assert all(r.stage == "PrivacyReconciler" for r in intent.rejection_reasons)
     assert "policy '*'" in intent.rejection_reasons[0].reason

@@ -72,10 +72,6 @@ class Backend:
         return self.in_flight + self.remote_in_flight
 
     @property
-    def at_capacity(self) -> bool:
-        return self.in_flight + self.remote_in_flight >= self.max_concurrent
-
-    @property
     def load(self) -> float:
         return min(1.0, (self.in_flight + self.remote_in_flight) / self.max_concurrent)
 

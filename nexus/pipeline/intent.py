@@ -45,7 +45,6 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
     costs: dict[str, int] = msgspec.field(default_factory=dict)  # paid backend -> micro-USD
     candidates: list[Backend] = msgspec.field(default_factory=list)
-    excluded: list[str] = msgspec.field(default_factory=list)
     drops: list[Drop] = msgspec.field(default_factory=list)
     adjustments: list[ScoreAdjustment] = msgspec.field(default_factory=list)
     warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
@@ -63,29 +62,27 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
             if verdict is None:
                 kept.append(backend)
             else:
-                self.excluded.append(backend.name)
                 self.drops.append((backend, stage, verdict))
         self.candidates = kept
 
-    def keep(self, stage: str, kept: list[Backend],
-             why_not: Callable[[Backend], tuple[str, str]]) -> None:
+    def keep(self, stage: str, kept: list[Backend], why_not: Explain) -> None:
         """Like `narrow`, for a stage that has already filtered in one pass: `why_not` is
         asked only about the dropped backends, so the common case (nothing dropped) is free."""
-        if len(kept) == len(self.candidates):
-            return
-        still = set(kept)  # backends hash by identity
-        dropped = [backend for backend in self.candidates if backend not in still]
-        self.excluded += [backend.name for backend in dropped]
-        self.drops += [(backend, stage, why_not) for backend in dropped]
-        self.candidates = kept
+        if len(kept) != len(self.candidates):
+            still = set(kept)  # backends hash by identity
+            self.split(stage, kept, [b for b in self.candidates if b not in still], why_not)
 
     def split(self, stage: str, kept: list[Backend], dropped: list[Backend],
               why_not: Explain) -> None:
         """`keep` for a stage that has both halves already (cheapest for large drops)."""
         if dropped:
-            self.excluded += [backend.name for backend in dropped]
             self.drops += [(backend, stage, why_not) for backend in dropped]
             self.candidates = kept
+
+    @property
+    def excluded(self) -> list[str]:
+        """The backends dropped so far, in the order the stages dropped them."""
+        return [backend.name for backend, _, _ in self.drops]
 
     @property
     def rejection_reasons(self) -> list[RejectionReason]:
@@ -101,12 +98,6 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     def adjust(self, backend: Backend, stage: str, factor: float, reason: str) -> None:
         self.adjustments.append(ScoreAdjustment(backend.name, stage, factor, reason))
 
-    def factor(self, backend: Backend) -> float:
-        result = 1.0
-        for adjustment in self.adjustments:
-            if adjustment.backend == backend.name:
-                result *= adjustment.factor
-        return result
 
 
 def reasons_of(drops: list[Drop]) -> list[RejectionReason]:

@@ -1,8 +1,7 @@
-"""Load the Lua scripts shipped in `lua/` (next to the package, or inside it when installed)."""
+"""Load the Lua scripts kept in `lua/`, one per file, beside the package."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "lua"
@@ -10,6 +9,8 @@ SOURCE_DIR = Path(__file__).resolve().parents[2] / "lua"
 
 def lua_script(name: str) -> str:
     path = SOURCE_DIR / f"{name}.lua"
-    if path.exists():
+    try:
         return path.read_text("utf-8")
-    return resources.files("nexus").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    except FileNotFoundError:
+        raise RuntimeError(f"{path} is missing: install Nexus from its source tree "
+                           "(pip install -e .), which keeps lua/ beside nexus/") from None
