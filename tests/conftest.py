@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -22,6 +22,7 @@ from nexus.server.handlers import GATEWAY
 from tests.mock_backend import MockBackend
 from tests.redis_server import RedisServer
 
+T = TypeVar("T")
 QUIET_HEALTH = {"interval_seconds": 3600, "timeout_seconds": 2}
 
 
@@ -105,11 +106,11 @@ async def read_sse(response: aiohttp.ClientResponse) -> list[str]:
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+    """Wait for a condition on local state, polling with a deadline (never a fixed sleep)."""
+    async def probe() -> bool:
+        return condition()
+
+    await eventually(probe, bool, within)
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +132,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool],
+                     within: float = 5.0) -> T:
+    """Ask `probe` until `done` holds of its answer, and return that answer; fail with
+    the last answer once `within` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not done(value := await probe()):
+        assert loop.time() < deadline, f"not reached in {within}s; last value: {value!r}"
+        await asyncio.sleep(0.02)
+    return value

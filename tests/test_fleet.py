@@ -19,7 +19,7 @@ import redis.asyncio as redis
 from nexus.budget import month_of
 from nexus.store.keys import Keys
 from tests.cluster import Replica, pause, resume, to_toml
-from tests.conftest import MockFactory, chat, until
+from tests.conftest import MockFactory, chat, eventually, until
 from tests.mock_backend import MockBackend
 from tests.redis_server import RedisServer
 
@@ -94,15 +94,9 @@ async def redis_total(server: RedisServer, prefix: str) -> int:
 
 async def settled(server: RedisServer, prefix: str, expected: int, within: float = 30,
                   enough: Callable[[int], bool] | None = None) -> int:
-    """Poll until Redis holds `expected` (replicas flush on their own), then return it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    done = enough or (lambda total: total == expected)
-    total = await redis_total(server, prefix)
-    while not done(total) and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-        total = await redis_total(server, prefix)
-    return total
+    """Wait until Redis holds `expected` (replicas flush on their own), then return it."""
+    return await eventually(lambda: redis_total(server, prefix),
+                            enough or (lambda total: total == expected), within)
 
 
 def billed(mocks: list[MockBackend]) -> int:
@@ -216,13 +210,13 @@ async def test_replicas_pushing_past_a_strict_limit_together_do_not_overshoot(
 async def test_a_killed_leader_is_replaced_within_the_lease_ttl_plus_a_renewal(
         paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
     replicas = (await paid_fleet()).replicas
-    await until_async(lambda: leaders(http, replicas), lambda found: len(found) == 1)
+    await eventually(lambda: leaders(http, replicas), lambda found: len(found) == 1)
     (leader,) = await leaders(http, replicas)
     old_epoch = (await leader.health(http))["replica"]["epoch"]
     leader.kill()
     others = [r for r in replicas if r is not leader]
     # lease 1.5 s, renewal period 0.5 s (+-20%); 2 s of slack for process start-up noise
-    found = await until_async(lambda: leaders(http, others), lambda found: len(found) == 1,
+    found = await eventually(lambda: leaders(http, others), lambda found: len(found) == 1,
                               within=1.5 + 0.6 + 2.0)
     assert (await found[0].health(http))["replica"]["epoch"] > old_epoch
 
@@ -231,18 +225,18 @@ async def test_a_paused_leader_that_wakes_up_has_its_writes_refused(
         paid_fleet: StartFleet, http: aiohttp.ClientSession) -> None:
     budget = {"monthly_limit_usd": 1000.0, "reconcile_interval_seconds": 0.2}
     fleet = await paid_fleet(budget)
-    await until_async(lambda: leaders(http, fleet.replicas), lambda found: len(found) == 1)
+    await eventually(lambda: leaders(http, fleet.replicas), lambda found: len(found) == 1)
     (old,) = await leaders(http, fleet.replicas)
     pause(old)  # frozen past its lease, with a reconciliation due the moment it wakes
     others = [r for r in fleet.replicas if r is not old]
-    (new,) = await until_async(lambda: leaders(http, others), lambda found: len(found) == 1)
+    (new,) = await eventually(lambda: leaders(http, others), lambda found: len(found) == 1)
     client = redis.Redis.from_url(fleet.redis.url, decode_responses=True)
     summary = Keys(fleet.prefix).budget_status(month_of())
     try:
-        await until_async(lambda: summary_writer(client, summary, others),
+        await eventually(lambda: summary_writer(client, summary, others),
                           lambda found: [r.replica_id for r in found] == [new.replica_id])
         resume(old)
-        await until_async(lambda: leaders(http, fleet.replicas),
+        await eventually(lambda: leaders(http, fleet.replicas),
                           lambda found: found == [new])  # the old one learned it lost
         assert "no longer leads" in old.log.read_text()
         # Sampled over several of the new leader's 0.2 s rounds (a check, not a wait):
@@ -266,16 +260,3 @@ async def summary_writer(client: redis.Redis, key: str,
 async def leaders(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[Replica]:
     healths = await asyncio.gather(*(r.health(http) for r in replicas))
     return [r for r, h in zip(replicas, healths, strict=True) if h["replica"]["leader"]]
-
-
-async def until_async(probe: Callable[[], Awaitable[list[Replica]]],
-                      done: Callable[[list[Replica]], bool],
-                      within: float = 10.0) -> list[Replica]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        found = await probe()
-        if done(found):
-            return found
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -12,6 +10,7 @@ from nexus.backends.health import Health
 from nexus.backends.registry import Registry
 from nexus.fleet.fleet import Fleet
 from nexus.store.redis_store import RedisStore
+from tests.conftest import eventually
 from tests.fleet_helpers import config_for
 from tests.redis_server import RedisServer
 
@@ -60,7 +59,7 @@ async def test_load_and_quality_are_merged_fleet_wide_and_a_dead_replicas_share_
         await b.merge_metrics()
         return gpu_b.remote_in_flight
 
-    await until_value(merged_in_flight, 0)
+    await eventually(merged_in_flight, lambda in_flight: in_flight == 0)
     assert gpu_b.metrics.window() == (0, 0)
     assert (gpu_b.latency_ema_ms, gpu_b.metrics.ttft_ema_ms) == (300.0, None)
 
@@ -88,12 +87,3 @@ async def test_only_the_leader_publishes_health(member: Member) -> None:
     assert not other.leadership.leading
     await other.publish_health()  # refused: not the leader
     assert await other.client.hgetall(other.keys.health) == {}
-
-
-async def until_value(probe: Callable[[], Awaitable[Any]], expected: Any,
-                      within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (value := await probe()) != expected:
-        assert loop.time() < deadline, f"still {value!r}, expected {expected!r}"
-        await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ import redis.asyncio as redis
 
 from nexus.fleet.leader import Leadership
 from nexus.store.keys import Keys
-from tests.conftest import until
+from tests.conftest import eventually, until
 from tests.redis_server import RedisServer
 
 TTL_MS = 400
@@ -63,7 +63,7 @@ async def test_a_paused_old_leader_has_its_writes_refused(
     await a.step()
     assert await a.fenced_hset(f"{redis_prefix}:budget:2026-11", {"status": "normal"})
     # "a" pauses past its lease; "b" takes over.
-    await until_lease_free(a)
+    await eventually(lambda: a.client.exists(a.keys.leader), lambda held: not held)
     await b.step()
     assert b.epoch == 2
     assert not await a.fenced_hset(f"{redis_prefix}:budget:2026-11", {"status": "stale!"})
@@ -89,11 +89,3 @@ async def test_only_the_holder_can_renew_or_release(candidate: Candidate) -> Non
     assert not b.leading
     await b.release()
     assert await a.client.get(a.keys.leader) == a.token
-
-
-async def until_lease_free(leader: Leadership) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while await leader.client.exists(leader.keys.leader):
-        assert loop.time() < deadline
-        await asyncio.sleep(0.02)
