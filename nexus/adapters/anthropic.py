@@ -127,8 +127,12 @@ class AnthropicStream:
 
 
 class AnthropicAdapter:
+    def forward_raw(self, backend: Backend, endpoint: Endpoint,
+                    body: bytes) -> UpstreamRequest | None:
+        return None  # an OpenAI body always needs translating for the Messages API
+
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: Json,
-                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
+                stream: bool) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01",
                    **request_headers(backend)}
         body = msgspec.json.encode(to_messages_request(payload, stream))

@@ -31,8 +31,12 @@ class StreamTranslator(Protocol):
 
 class Adapter(Protocol):
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
-                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
-        """`raw`, when given, is the client's body, valid to send as it is (same model)."""
+                stream: bool) -> UpstreamRequest: ...
+
+    def forward_raw(self, backend: Backend, endpoint: Endpoint,
+                    body: bytes) -> UpstreamRequest | None:
+        """The client's bytes sent as they are, when this API can take them so (the
+        caller has checked nothing must change); None when they need translating."""
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]: ...
 

@@ -73,16 +73,22 @@ class OpenAIStream:
 
 class OpenAIAdapter:
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
-                stream: bool, raw: bytes | None = None) -> UpstreamRequest:
-        headers = {"Content-Type": "application/json", **request_headers(backend)}
-        url = backend.base_url + PATHS[endpoint]
+                stream: bool) -> UpstreamRequest:
         if stream and endpoint != "embeddings":
             options = payload.get("stream_options")
             payload = {**payload, "stream_options": {
                 **(options if isinstance(options, dict) else {}), "include_usage": True}}
-        elif raw is not None:  # nothing to change: skip re-encoding the body
-            return UpstreamRequest(url=url, headers=headers, body=raw)
-        return UpstreamRequest(url=url, headers=headers, body=msgspec.json.encode(payload))
+        return self._request(backend, endpoint, msgspec.json.encode(payload))
+
+    def forward_raw(self, backend: Backend, endpoint: Endpoint,
+                    body: bytes) -> UpstreamRequest | None:
+        return self._request(backend, endpoint, body)  # the client's bytes are our API's
+
+    @staticmethod
+    def _request(backend: Backend, endpoint: Endpoint, body: bytes) -> UpstreamRequest:
+        headers = {"Content-Type": "application/json", **request_headers(backend)}
+        return UpstreamRequest(url=backend.base_url + PATHS[endpoint], headers=headers,
+                               body=body)
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
         return body, read_usage(body)[0]

@@ -12,7 +12,6 @@ from aiohttp import web
 from nexus.adapters import ADAPTERS
 from nexus.adapters.base import UpstreamRequest
 from nexus.backends.backend import Backend
-from nexus.backends.kinds import Api
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
 from nexus.pipeline.types import Queue, Route, RoutingDecision
@@ -157,9 +156,10 @@ class Forwarder:
     def _upstream(route: Route, call: Call) -> UpstreamRequest:
         """The request to send: the client's bytes when nothing must change in them."""
         adapter = ADAPTERS[route.backend.api]
-        if route.model == call.model and not call.stream \
-                and route.backend.api is Api.OPENAI:
-            return adapter.prepare(route.backend, call.endpoint, {}, False, call.body)
+        if route.model == call.model and not call.stream:
+            raw = adapter.forward_raw(route.backend, call.endpoint, call.body)
+            if raw is not None:
+                return raw
         payload = call.payload if route.model == call.model \
             else {**call.payload, "model": route.model}
         return adapter.prepare(route.backend, call.endpoint, payload, call.stream)
