@@ -21,7 +21,6 @@ from nexus.pricing import micro_usd, usd
 from nexus.store.base import Reservation, Store
 
 log = logging.getLogger(__name__)
-SETTLE_MARGIN_SECONDS = 60  # a live replica settles long before its reservation expires
 
 
 class Holds:
@@ -30,8 +29,9 @@ class Holds:
         self.store = store
         self.budget = budget
         self.strict = budget is not None and budget.enforcement == "strict"
-        margin = budget.reservation_margin_seconds if budget else SETTLE_MARGIN_SECONDS
-        self.ttl = request_timeout_seconds + margin
+        # A live replica settles long before its hold expires: the margin is on top of
+        # the longest a request may take.
+        self.ttl = request_timeout_seconds + (budget.reservation_margin_seconds if budget else 0)
         self.fail_open = budget is not None and budget.when_stale == "fail_open"
 
     def applies(self, route: Route) -> bool:
