@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from nexus.adapters.base import UpstreamRequest, Usage
-from nexus.adapters.sse import data_of, split_events
+from nexus.adapters.sse import data_of
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.pipeline.types import Endpoint
@@ -38,8 +38,8 @@ def read_usage(body: bytes) -> tuple[Usage | None, bool]:
 
 class OpenAIStream:
     """Forwards complete events unchanged; reads usage, and hides the usage chunk nobody
-    asked for. Events are only split apart in the rare chunk that carries a usage object
-    (servers also send `"usage": null` on every chunk; those pass untouched)."""
+    asked for. Only the events that mention token counts are looked at (servers also
+    send `"usage": null` on every chunk; those pass untouched, as the rest do)."""
 
     __slots__ = ("_buffer", "events", "include_usage", "usage")
 
@@ -53,22 +53,36 @@ class OpenAIStream:
         data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        cut = data.rfind(b"\n\n") + 2
-        complete, self._buffer = data[:cut], data[cut:]
+        last = data.rfind(b"\n\n")
+        if last == -1:  # no event ends in it yet: send nothing half-way
+            self._buffer = data
+            return b""
+        complete, self._buffer = data[:last + 2], data[last + 2:]
         self.events += complete.count(b"data:")
         if b'"prompt_tokens"' not in complete:
             return complete
-        return b"".join(self._event(event) for event in split_events(complete))
+        return self._read_usage_events(complete)
 
-    def _event(self, event: bytes) -> bytes:
-        if b'"prompt_tokens"' not in event:
-            return event + b"\n\n"
+    def _read_usage_events(self, complete: bytes) -> bytes:
+        """Read the events that mention usage, dropping the usage-only ones the client did
+        not ask for; the events around them pass as they are."""
+        out, start = [], 0
+        while (mention := complete.find(b'"prompt_tokens"', start)) != -1:
+            separator = complete.rfind(b"\n\n", start, mention)
+            begin = start if separator == -1 else separator + 2
+            end = complete.find(b"\n\n", mention) + 2
+            keep = self._keeps(complete[begin:end - 2])
+            out.append(complete[start:end] if keep else complete[start:begin])
+            start = end
+        out.append(complete[start:])
+        return b"".join(out)
+
+    def _keeps(self, event: bytes) -> bool:
         usage, has_choices = read_usage(data_of(event))
-        if usage is not None:
-            self.usage = usage
-            if not has_choices and not self.include_usage:
-                return b""
-        return event + b"\n\n"
+        if usage is None:
+            return True
+        self.usage = usage
+        return has_choices or self.include_usage
 
 
 class OpenAIAdapter:
