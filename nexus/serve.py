@@ -8,6 +8,7 @@ from aiohttp import web
 
 from nexus.config.loader import load_config
 from nexus.config.validate import without_password
+from nexus.gc_tuning import tune_for_serving
 from nexus.server.app import create_app
 
 log = logging.getLogger("nexus")
@@ -21,6 +22,7 @@ def serve(config_path: str | None) -> int:
         else "in-process store"
     log.info("nexus: %d backend(s), %s, listening on http://%s:%d", len(config.backends), store,
              config.server.host, config.server.port)
+    tune_for_serving()
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
                 access_log=log if config.server.access_log else None)
     return 0
