@@ -187,6 +187,30 @@ async def test_stream_asks_backend_for_usage_but_hides_it_unless_asked(
     assert gw.gateway.stats.completion_tokens["gpu"] == 3
 
 
+async def test_stream_body_goes_as_sent_plus_the_usage_request(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu")
+    gw = await gateway(make_config([backend(mock)]))
+    sent = chat(stream=True, seed=7, top_k=5, x_vendor={"nested": [1, 2]})
+    async with http.post(gw.url + "/v1/chat/completions", json=sent) as response:
+        await read_sse(response)
+    received = mock.chat_requests()[0].body
+    assert received == {**sent, "stream_options": {"include_usage": True}}
+
+
+async def test_stream_merges_usage_into_the_clients_own_stream_options(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu")
+    gw = await gateway(make_config([backend(mock)]))
+    sent = chat(stream=True, stream_options={"include_usage": False, "x_keep": 1})
+    async with http.post(gw.url + "/v1/chat/completions", json=sent) as response:
+        events = await read_sse(response)
+    options = mock.chat_requests()[0].body["stream_options"]
+    assert options == {"include_usage": True, "x_keep": 1}
+    assert not any('"usage"' in e for e in events)  # the client said no
+    assert gw.gateway.stats.completion_tokens["gpu"] == 3
+
+
 async def test_stream_keeps_the_usage_chunk_when_the_client_asked(
         mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
     mock = await mock_backend("gpu")

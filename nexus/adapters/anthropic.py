@@ -127,8 +127,8 @@ class AnthropicStream:
 
 
 class AnthropicAdapter:
-    def forward_raw(self, backend: Backend, endpoint: Endpoint,
-                    body: bytes) -> UpstreamRequest | None:
+    def forward_raw(self, backend: Backend, endpoint: Endpoint, body: bytes,
+                    stream: bool) -> UpstreamRequest | None:
         return None  # an OpenAI body always needs translating for the Messages API
 
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: Json,

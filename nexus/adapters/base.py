@@ -33,10 +33,10 @@ class Adapter(Protocol):
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
                 stream: bool) -> UpstreamRequest: ...
 
-    def forward_raw(self, backend: Backend, endpoint: Endpoint,
-                    body: bytes) -> UpstreamRequest | None:
-        """The client's bytes sent as they are, when this API can take them so (the
-        caller has checked nothing must change); None when they need translating."""
+    def forward_raw(self, backend: Backend, endpoint: Endpoint, body: bytes,
+                    stream: bool) -> UpstreamRequest | None:
+        """The client's bytes sent as they are (or nearly), when this API can take them so
+        (the caller has checked the model stays); None when they need decoding."""
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]: ...
 

@@ -85,6 +85,13 @@ class OpenAIStream:
         return has_choices or self.include_usage
 
 
+def _ask_for_usage(body: bytes) -> bytes:
+    """The body with stream_options.include_usage as its first key. The body has been
+    validated as a JSON object with a model, so it has a "{" and at least one key."""
+    start = body.index(b"{") + 1
+    return body[:start] + b'"stream_options":{"include_usage":true},' + body[start:]
+
+
 class OpenAIAdapter:
     def prepare(self, backend: Backend, endpoint: Endpoint, payload: dict[str, Any],
                 stream: bool) -> UpstreamRequest:
@@ -94,9 +101,15 @@ class OpenAIAdapter:
                 **(options if isinstance(options, dict) else {}), "include_usage": True}}
         return self._request(backend, endpoint, msgspec.json.encode(payload))
 
-    def forward_raw(self, backend: Backend, endpoint: Endpoint,
-                    body: bytes) -> UpstreamRequest | None:
-        return self._request(backend, endpoint, body)  # the client's bytes are our API's
+    def forward_raw(self, backend: Backend, endpoint: Endpoint, body: bytes,
+                    stream: bool) -> UpstreamRequest | None:
+        """The client's bytes are our API's; a stream also asks for usage, spliced in
+        when the client sent no stream_options of its own (otherwise they are merged)."""
+        if stream and endpoint != "embeddings":
+            if b'"stream_options"' in body:
+                return None
+            body = _ask_for_usage(body)
+        return self._request(backend, endpoint, body)
 
     @staticmethod
     def _request(backend: Backend, endpoint: Endpoint, body: bytes) -> UpstreamRequest:
