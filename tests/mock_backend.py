@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -45,10 +46,12 @@ class Received:
 
 
 class MockBackend:
-    def __init__(self, name: str = "mock", **behaviour: Any) -> None:
+    def __init__(self, name: str = "mock", history: int | None = None,
+                 **behaviour: Any) -> None:
         self.name = name
         self.behaviour = Behaviour(**behaviour)
-        self.received: list[Received] = []
+        # Tests read everything; a long-running mock (benchmarks) keeps only the latest.
+        self.received: deque[Received] = deque(maxlen=history)
         self.release = asyncio.Event()  # a stream with `hold` waits on this after chunk 1
         self.hold = False
         self.port = 0
@@ -306,8 +309,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--chunks", type=int, default=3)
     args = parser.parse_args()
-    mock = MockBackend(args.name, models=args.models.split(","), delay=args.delay,
-                       chunks=args.chunks)
+    mock = MockBackend(args.name, history=1000, models=args.models.split(","),
+                       delay=args.delay, chunks=args.chunks)
     web.run_app(mock.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 
