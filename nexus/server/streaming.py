@@ -7,9 +7,9 @@ with an SSE error event, and a client that leaves is never held against the back
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
@@ -33,7 +33,7 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
                        backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
     first = await _first_bytes(response, translator, backend)
-    millis = (asyncio.get_running_loop().time() - started) * 1000
+    millis = (time.monotonic() - started) * 1000
     backend.observe_latency(millis)
     backend.metrics.first_token(millis)
     out = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
