@@ -21,7 +21,7 @@ PATHS: dict[Endpoint, str] = {
 
 class _UsageOnly(msgspec.Struct):
     usage: Usage | None = None
-    choices: list[Any] | None = None
+    choices: msgspec.Raw = msgspec.Raw()  # left undecoded: only its emptiness matters
 
 
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
@@ -33,7 +33,7 @@ def read_usage(body: bytes) -> tuple[Usage | None, bool]:
         parsed = _decode_usage(body)
     except msgspec.DecodeError:
         return None, True
-    return parsed.usage, bool(parsed.choices)
+    return parsed.usage, bytes(parsed.choices).strip(b"[] \t\r\n") not in (b"", b"null")
 
 
 class OpenAIStream:
