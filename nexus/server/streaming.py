@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -32,15 +33,17 @@ class ClientGone(Exception):
 async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
                        backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
-    first = await _first_bytes(response, translator, backend)
+    chunks = response.content.iter_any()
+    first = await _first_bytes(chunks, translator, backend)
     millis = (time.monotonic() - started) * 1000
     backend.observe_latency(millis)
     backend.metrics.first_token(millis)
-    out = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
-                                      "Cache-Control": "no-cache"})
+    headers["Content-Type"] = "text/event-stream"
+    headers["Cache-Control"] = "no-cache"
+    out = web.StreamResponse(headers=headers)
     try:
         await _send(out, first, request)
-        if await _pump(response, out, translator, backend):
+        if await _pump(chunks, out, translator, backend):
             backend.health.success()
             backend.metrics.success()
         else:
@@ -53,11 +56,11 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
     return out
 
 
-async def _first_bytes(response: aiohttp.ClientResponse, translator: StreamTranslator,
+async def _first_bytes(chunks: AsyncIterator[bytes], translator: StreamTranslator,
                        backend: Backend) -> bytes:
     """Read until there is something to send; a failure here is still retryable."""
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in chunks:
             out = translator.feed(chunk)
             if out:
                 return out
@@ -68,23 +71,27 @@ async def _first_bytes(response: aiohttp.ClientResponse, translator: StreamTrans
     raise UpstreamFailure(BackendError(f"{backend.name} closed the stream without data"))
 
 
-async def _pump(response: aiohttp.ClientResponse, out: web.StreamResponse,
+async def _pump(chunks: AsyncIterator[bytes], out: web.StreamResponse,
                 translator: StreamTranslator, backend: Backend) -> bool:
-    """Relay to the end; False when the backend broke the stream (the client is told)."""
-    chunks = response.content.iter_any()
-    while True:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return True
-        except UPSTREAM_ERRORS as exc:
-            backend.health.failure(f"stream broke: {exc.__class__.__name__}")
-            await _send(out, error_event(f"{backend.name} dropped the stream mid-response",
-                                         code="backend_stream_interrupted"))
-            return False
-        data = translator.feed(chunk)
-        if data:
-            await _send(out, data)
+    """Relay to the end; False when the backend broke the stream (the client is told).
+
+    A failed write leaves as ClientGone, never as one of UPSTREAM_ERRORS (aiohttp's
+    reset error is both a ClientError and a ConnectionResetError), so only a failed
+    read is the backend's fault."""
+    try:
+        async for chunk in chunks:
+            data = translator.feed(chunk)
+            if data:
+                try:
+                    await out.write(data)
+                except ConnectionResetError:
+                    raise ClientGone from None
+    except UPSTREAM_ERRORS as exc:
+        backend.health.failure(f"stream broke: {exc.__class__.__name__}")
+        await _send(out, error_event(f"{backend.name} dropped the stream mid-response",
+                                     code="backend_stream_interrupted"))
+        return False
+    return True
 
 
 async def _send(out: web.StreamResponse, data: bytes, request: web.Request | None = None) -> None:
