@@ -56,11 +56,11 @@ def pinned(cpu: str, args: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *args] if pin else args
 
 
-def start(args: list[str], ready_url: str,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(args: list[str], ready_url: str, env: dict[str, str] | None = None,
+          within: float = 20) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(ready_url, timeout=1).read()
