@@ -21,8 +21,16 @@ class Call(msgspec.Struct, kw_only=True):
     include_usage: bool = False    # the client asked for the usage chunk itself
     flags: RequestFlags = NO_FLAGS
     priority: int = 0              # X-Nexus-Priority: who waits least in the queue
-    spend_id: str = msgspec.field(default_factory=fresh_id)  # never client-chosen
     _payload: dict[str, Any] | None = None
+    _spend_id: str | None = None
+
+    @property
+    def spend_id(self) -> str:
+        """The key that makes this request's spend count once: never client-chosen, and
+        only made for a request that reaches a paid backend."""
+        if self._spend_id is None:
+            self._spend_id = fresh_id()
+        return self._spend_id
 
     @property
     def payload(self) -> dict[str, Any]:

@@ -14,16 +14,24 @@ MAX_PRIORITY = 100
 
 
 def request_flags(headers: Mapping[str, str]) -> RequestFlags:
-    privacy = headers.get("X-Nexus-Privacy", "unrestricted").strip().lower()
+    privacy, strict, flexible = (headers.get("X-Nexus-Privacy"), headers.get("X-Nexus-Strict"),
+                                 headers.get("X-Nexus-Flexible"))
+    if privacy is None and strict is None and flexible is None:  # most requests
+        return NO_FLAGS
+    restricted = _privacy(privacy)
+    is_strict, is_flexible = _switch("X-Nexus-Strict", strict), \
+        _switch("X-Nexus-Flexible", flexible)
+    if not (restricted or is_strict or is_flexible):
+        return NO_FLAGS
+    return RequestFlags(restricted=restricted, strict=is_strict, flexible=is_flexible)
+
+
+def _privacy(value: str | None) -> bool:
+    privacy = ("unrestricted" if value is None else value).strip().lower()
     if privacy not in PRIVACY:
         raise BadRequest(f"X-Nexus-Privacy must be 'restricted' or 'unrestricted', "
                          f"not {privacy!r}")
-    restricted = privacy == "restricted"
-    strict = _switch(headers, "X-Nexus-Strict")
-    flexible = _switch(headers, "X-Nexus-Flexible")
-    if not (restricted or strict or flexible):
-        return NO_FLAGS
-    return RequestFlags(restricted=restricted, strict=strict, flexible=flexible)
+    return privacy == "restricted"
 
 
 def request_priority(headers: Mapping[str, str]) -> int:
@@ -40,8 +48,7 @@ def request_priority(headers: Mapping[str, str]) -> int:
     return value
 
 
-def _switch(headers: Mapping[str, str], name: str) -> bool:
-    value = headers.get(name)
+def _switch(name: str, value: str | None) -> bool:
     if value is None:
         return False
     value = value.strip().lower()

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from nexus.adapters import ADAPTERS
-from nexus.adapters.base import UpstreamRequest
+from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.backends.backend import Backend
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
@@ -25,7 +25,7 @@ from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
 from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
 from nexus.server.waiting import QueueFull, WaitQueue
-from nexus.store.base import SpendRecord, Store
+from nexus.store.base import Store
 
 log = logging.getLogger(__name__)
 EVENT_STREAM = "text/event-stream"
@@ -130,8 +130,7 @@ class Forwarder:
                     translator = adapter.stream_translator(route.model, call.include_usage)
                     out = await relay_stream(response, request, headers, translator,
                                              backend, self.stats, started)
-                    self._bill(spend_record(call.spend_id, route, translator.usage,
-                                            translator.events, self.holds.strict))
+                    self._bill(call, route, translator.usage, translator.events)
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except TimeoutError:
@@ -148,7 +147,7 @@ class Forwarder:
                 f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
         self._succeeded(backend, (time.monotonic() - started) * 1000)
         self.stats.response(backend.name, 200, usage)
-        self._bill(spend_record(call.spend_id, route, usage, reserved=self.holds.strict))
+        self._bill(call, route, usage)
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     @staticmethod
@@ -163,9 +162,11 @@ class Forwarder:
             else {**call.payload, "model": route.model}
         return adapter.prepare(route.backend, call.endpoint, payload, call.stream)
 
-    def _bill(self, record: SpendRecord | None) -> None:
-        if record is not None:
-            self.store.record_spend(record)
+    def _bill(self, call: Call, route: Route, usage: Usage | None,
+              streamed_events: int | None = None) -> None:
+        if not route.backend.free:
+            self.store.record_spend(spend_record(call.spend_id, route, usage, streamed_events,
+                                                 self.holds.strict))
 
     @staticmethod
     def _succeeded(backend: Backend, millis: float) -> None:

@@ -9,13 +9,10 @@ from nexus.store.base import SpendRecord
 
 
 def spend_record(request_id: str, route: Route, usage: Usage | None,
-                 streamed_events: int | None = None,
-                 reserved: bool = False) -> SpendRecord | None:
-    """Usage from the backend when it sent one; otherwise the routing estimate's input
-    and, for streams, one output token per relayed event (servers stream token by token).
-    None for a backend that never bills."""
-    if route.backend.free:
-        return None
+                 streamed_events: int | None = None, reserved: bool = False) -> SpendRecord:
+    """What a paid backend's answer cost: its usage when it sent one; otherwise the
+    routing estimate's input and, for streams, one output token per relayed event
+    (servers stream token by token)."""
     price = route.backend.prices.price(route.model)
     estimated = usage is None
     if usage is None:
