@@ -42,9 +42,12 @@ class RequestAnalyzer:
             intent.requirements = requirements_of(intent.payload)
         serving = self.registry.serving(intent.resolved_model)
         intent.model_served = bool(serving)
-        intent.candidates = list(serving)  # ours to narrow; the registry's index stays intact
-        kept = _fitting(intent.candidates, intent)
-        intent.keep(STAGE, kept, lambda backend: _why_not(backend, intent))
+        kept = _fitting(serving, intent)  # a new list: the registry's index stays intact
+        if len(kept) == len(serving):
+            intent.candidates = kept
+        else:
+            intent.candidates = list(serving)
+            intent.keep(STAGE, kept, lambda backend: _why_not(backend, intent))
 
 
 def _fitting(serving: list[Backend], intent: RoutingIntent) -> list[Backend]:
@@ -52,7 +55,7 @@ def _fitting(serving: list[Backend], intent: RoutingIntent) -> list[Backend]:
     chat request) there is nothing to check but context windows, often not even that."""
     needs, tried = intent.requirements, intent.tried
     needed = needs.context_needed
-    kept = serving
+    kept = serving  # only ever replaced, never changed: the last step makes the new list
     if tried:
         kept = [b for b in kept if b.name not in tried]
     if intent.endpoint != "chat":

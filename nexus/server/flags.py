@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from multidict import istr
+
 from nexus.errors import BadRequest
 from nexus.pipeline.types import NO_FLAGS, RequestFlags
 
@@ -11,11 +13,14 @@ TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"", "0", "false", "no", "off"})
 PRIVACY = frozenset({"restricted", "unrestricted"})
 MAX_PRIORITY = 100
+# Case-insensitive names made once: a lookup with a plain str folds its case every time.
+PRIVACY_HEADER, STRICT_HEADER = istr("X-Nexus-Privacy"), istr("X-Nexus-Strict")
+FLEXIBLE_HEADER, PRIORITY_HEADER = istr("X-Nexus-Flexible"), istr("X-Nexus-Priority")
 
 
 def request_flags(headers: Mapping[str, str]) -> RequestFlags:
-    privacy, strict, flexible = (headers.get("X-Nexus-Privacy"), headers.get("X-Nexus-Strict"),
-                                 headers.get("X-Nexus-Flexible"))
+    privacy, strict, flexible = (headers.get(PRIVACY_HEADER), headers.get(STRICT_HEADER),
+                                 headers.get(FLEXIBLE_HEADER))
     if privacy is None and strict is None and flexible is None:  # most requests
         return NO_FLAGS
     restricted = _privacy(privacy)
@@ -35,7 +40,7 @@ def _privacy(value: str | None) -> bool:
 
 
 def request_priority(headers: Mapping[str, str]) -> int:
-    raw = headers.get("X-Nexus-Priority")
+    raw = headers.get(PRIORITY_HEADER)
     if raw is None:
         return 0
     try:

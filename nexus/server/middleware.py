@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import istr
 
 from nexus.errors import NexusError, NoViableBackend, Unauthorized, error_for_status
 from nexus.server.request_id import request_id
@@ -16,6 +17,7 @@ from nexus.server.request_id import request_id
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("nexus_request_id", str)
+REQUEST_ID_HEADER = istr("X-Request-Id")  # case folded once, not per request
 
 
 def error_response(error: NexusError, rid: str) -> web.Response:
@@ -28,7 +30,7 @@ def error_response(error: NexusError, rid: str) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request_id(request.headers.get("X-Request-Id"))
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID] = rid
     try:
         return await handler(request)
