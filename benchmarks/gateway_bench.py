@@ -51,6 +51,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def nexus_config(port: int, backend_url: str) -> str:
+    """A one-backend gateway configuration in a temporary file; the caller removes it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
+        config.write(f'[server]\nport = {port}\n[[backends]]\nname = "mock"\n'
+                     f'url = "{backend_url}"\ntype = "vllm"\nzone = "restricted"\n'
+                     "max_concurrent = 1024\n")
+    return config.name
+
+
 def pinned(cpu: str, args: list[str]) -> list[str]:
     pin = shutil.which("taskset") and (os.cpu_count() or 1) >= 2
     return ["taskset", "-c", cpu, *args] if pin else args
@@ -126,11 +135,8 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     mock_port, bare_port, nexus_port = free_port(), free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
-        config.write(f'[server]\nport = {nexus_port}\n[[backends]]\nname = "mock"\n'
-                     f'url = "{mock_url}"\ntype = "vllm"\nzone = "restricted"\n'
-                     "max_concurrent = 1024\n")
-    env = {**os.environ, "NEXUS_CONFIG": config.name}
+    config = nexus_config(nexus_port, mock_url)
+    env = {**os.environ, "NEXUS_CONFIG": config}
     mock = start(pinned(LOAD_CPU, [sys.executable, "tests/mock_backend.py", "--port",
                                    str(mock_port)]), mock_url + "/v1/models")
     bare = start(pinned(PROXY_CPU, [sys.executable, "benchmarks/bare_proxy.py", "--port",
@@ -146,7 +152,7 @@ def main() -> None:
         for process in (mock, bare, nexus):
             process.terminate()
             process.wait(10)
-        os.unlink(config.name)
+        os.unlink(config)
 
 
 def report(targets: dict[str, str], duration: int, repeats: int, nexus_pid: int) -> None:

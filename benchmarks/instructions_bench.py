@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-from gateway_bench import free_port, pinned, start
+from gateway_bench import free_port, nexus_config, pinned, start
 
 BODY = {"model": "mock-model", "messages": [{"role": "user", "content": "hello there"}]}
 WARM_UP = 50
@@ -83,11 +83,8 @@ def main() -> None:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
     mock_port, bare_port, nexus_port = free_port(), free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
-        config.write(f'[server]\nport = {nexus_port}\n[[backends]]\nname = "mock"\n'
-                     f'url = "{mock_url}"\ntype = "vllm"\nzone = "restricted"\n'
-                     "max_concurrent = 1024\n")
-    env = {**os.environ, "NEXUS_CONFIG": config.name}
+    config = nexus_config(nexus_port, mock_url)
+    env = {**os.environ, "NEXUS_CONFIG": config}
     mock = start(pinned("0", [sys.executable, "tests/mock_backend.py", "--port",
                               str(mock_port)]), mock_url + "/v1/models")
     bare = ([sys.executable, "benchmarks/bare_proxy.py", "--port", str(bare_port),
@@ -105,7 +102,7 @@ def main() -> None:
     finally:
         mock.terminate()
         mock.wait(10)
-        os.unlink(config.name)
+        os.unlink(config)
 
 
 if __name__ == "__main__":
