@@ -53,11 +53,14 @@ class OpenAIStream:
         data = self._buffer + chunk if self._buffer else chunk
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        last = data.rfind(b"\n\n")
-        if last == -1:  # no event ends in it yet: send nothing half-way
-            self._buffer = data
-            return b""
-        complete, self._buffer = data[:last + 2], data[last + 2:]
+        if data.endswith(b"\n\n"):  # the usual chunk: whole events
+            complete, self._buffer = data, b""
+        else:
+            last = data.rfind(b"\n\n")
+            if last == -1:  # no event ends in it yet: send nothing half-way
+                self._buffer = data
+                return b""
+            complete, self._buffer = data[:last + 2], data[last + 2:]
         self.events += complete.count(b"data:")
         if b'"prompt_tokens"' not in complete:
             return complete
@@ -66,6 +69,8 @@ class OpenAIStream:
     def _read_usage_events(self, complete: bytes) -> bytes:
         """Read the events that mention usage, dropping the usage-only ones the client did
         not ask for; the events around them pass as they are."""
+        if complete.find(b"\n\n") == len(complete) - 2:  # one event: the usual usage chunk
+            return complete if self._keeps(complete[:-2]) else b""
         out, start = [], 0
         while (mention := complete.find(b'"prompt_tokens"', start)) != -1:
             separator = complete.rfind(b"\n\n", start, mention)

@@ -37,6 +37,8 @@ def frame(payload: dict[str, Any]) -> bytes:
 
 def data_of(event: bytes) -> bytes:
     """The data field of one event (multi-line data joined with newlines)."""
+    if event.startswith(b"data: ") and b"\n" not in event:  # the usual one-line event
+        return event[6:]
     lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n")
              if line.startswith(b"data:")]
     return b"\n".join(lines)
