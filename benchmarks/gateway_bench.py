@@ -51,12 +51,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def nexus_config(port: int, backend_url: str) -> str:
+def nexus_config(port: int, backend_url: str, max_concurrent: int = 1024) -> str:
     """A one-backend gateway configuration in a temporary file; the caller removes it."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
         config.write(f'[server]\nport = {port}\n[[backends]]\nname = "mock"\n'
                      f'url = "{backend_url}"\ntype = "vllm"\nzone = "restricted"\n'
-                     "max_concurrent = 1024\n")
+                     f"max_concurrent = {max_concurrent}\n")
     return config.name
 
 

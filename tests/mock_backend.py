@@ -308,9 +308,14 @@ def main() -> None:
     parser.add_argument("--models", default="mock-model", help="comma-separated")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--chunk-delay", type=float, default=0.0,
+                        help="seconds between streamed chunks")
+    parser.add_argument("--reply", default="", help="the answer's words, one chunk each "
+                        "at most (default: hello from NAME)")
     args = parser.parse_args()
     mock = MockBackend(args.name, history=1000, models=args.models.split(","),
-                       delay=args.delay, chunks=args.chunks)
+                       delay=args.delay, chunks=args.chunks, chunk_delay=args.chunk_delay,
+                       reply=args.reply)
     web.run_app(mock.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 
