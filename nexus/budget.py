@@ -17,7 +17,6 @@ class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
     spent_micro_usd: int = 0
     reserved_micro_usd: int = 0
     stale: bool = False
-    age_seconds: float = 0.0
 
 
 def month_of(unix_time: float | None = None) -> str:

@@ -50,6 +50,20 @@ async def test_spend_adds_up_exactly_per_backend_and_model(store: Store) -> None
     assert breakdown.by_model == {"gpt-4o": 2_000_001_501, "claude-haiku": 7}
 
 
+async def test_the_view_counts_this_replicas_spend_from_the_moment_it_is_recorded(
+        store: Store) -> None:
+    view = store.budget_view()
+    assert store.budget_view() is view  # nothing changed: the same view, status cached
+    store.record_spend(spend("r1", 1_500))
+    assert store.budget_view().spent_micro_usd == 1_500
+    if isinstance(store, RedisStore):
+        await store.flush()  # written, the next snapshot not read yet
+        assert store.budget_view().spent_micro_usd == 1_500
+    await store.sync()
+    assert store.budget_view().spent_micro_usd == 1_500
+    assert store.budget_view() is store.budget_view()
+
+
 async def test_each_request_id_counts_once(store: Store) -> None:
     store.record_spend(spend("same", 100))
     await store.sync()

@@ -59,6 +59,7 @@ class RedisStore:
         self._snapshot_at: float | None = None
         self._pending: dict[str, SpendRecord] = {}  # written to Redis not yet confirmed
         self._pending_total: dict[str, int] = {}     # month -> micro-USD in _pending
+        self._view: BudgetView | None = None         # what budget_view() hands out now
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = False
@@ -66,15 +67,23 @@ class RedisStore:
 
     # -- what routing reads --------------------------------------------------------------
     def budget_view(self) -> BudgetView:
+        """The same view object until the snapshot, this replica's costs, the month or
+        its staleness change: routing works the budget status out once per view."""
         month = self._month()
-        age = self.snapshot_age()
+        view = self._view
+        if view is None or view.month != month or (not view.stale and self._stale()):
+            view = self._view = self._build_view(month)
+        return view
+
+    def _build_view(self, month: str) -> BudgetView:
         same = month == self._snapshot_month
         spent, reserved = (self._spent, self._reserved) if same else (0, 0)
-        pending = self._pending_total.get(month, 0)
-        return BudgetView(month=month, spent_micro_usd=spent + pending,
-                          reserved_micro_usd=reserved,
-                          stale=age is None or age > self.config.stale_after_seconds,
-                          age_seconds=-1.0 if age is None else age)
+        return BudgetView(month=month, spent_micro_usd=spent + self._pending_total.get(month, 0),
+                          reserved_micro_usd=reserved, stale=self._stale())
+
+    def _stale(self) -> bool:
+        age = self.snapshot_age()
+        return age is None or age > self.config.stale_after_seconds
 
     def snapshot_age(self) -> float | None:
         return None if self._snapshot_at is None else self._clock() - self._snapshot_at
@@ -87,6 +96,7 @@ class RedisStore:
         self._pending[record.request_id] = record
         self._pending_total[record.month] = \
             self._pending_total.get(record.month, 0) + record.cost_micro_usd
+        self._view = None
         self._wake.set()
 
     @property
@@ -142,6 +152,7 @@ class RedisStore:
         self._spent, self._reserved = int(spent or 0), int(reserved or 0)
         self._snapshot_month = month
         self._snapshot_at = self._clock()
+        self._view = None
         self._found()
 
     async def flush(self) -> None:
@@ -192,8 +203,9 @@ class RedisStore:
                   keys.reservations(month), keys.reservation_expiry(month)],
             args=[reservation.request_id, reservation.estimate_micro_usd,
                   reservation.limit_micro_usd, expires_ms, details])
-        if held:
+        if held and month == self._snapshot_month:
             self._reserved += reservation.estimate_micro_usd  # seen at once by this replica
+            self._view = None
         return bool(held)
 
     async def release(self, request_id: str, month: str) -> None:
@@ -218,12 +230,18 @@ class RedisStore:
         return max(0, counted)
 
     def _confirmed(self, record: SpendRecord) -> None:
+        """Written: the cost moves from pending into the snapshot's total, so the view
+        keeps counting it until the next snapshot reads it from Redis (which may then
+        count it twice for one interval: over, never under)."""
         if self._pending.pop(record.request_id, None) is not None:
             left = self._pending_total[record.month] - record.cost_micro_usd
             if left:
                 self._pending_total[record.month] = left
             else:
                 del self._pending_total[record.month]
+            if record.month == self._snapshot_month:
+                self._spent += record.cost_micro_usd
+            self._view = None
 
     async def _write_forever(self) -> None:
         failures = 0
