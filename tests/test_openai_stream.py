@@ -1,5 +1,5 @@
-"""The OpenAI stream relay: events pass unchanged, usage is read, the unasked usage chunk
-is hidden, whatever the chunk boundaries upstream."""
+"""Relaying SSE: events pass unchanged, usage is read, the unasked usage chunk is hidden,
+and events are found whole, whatever the chunk boundaries upstream."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nexus.adapters.openai import OpenAIStream
+from nexus.adapters.sse import EventSplitter
 
 CONTENT = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "hi"}}]}
 USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
@@ -68,3 +69,16 @@ def test_a_prompt_tokens_key_outside_usage_is_not_taken_for_usage() -> None:
     out, translator = relay(tricky + KINDS["done"], [], include_usage=False)
     assert out == tricky + KINDS["done"]
     assert translator.usage is None
+
+
+@given(kinds=st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=8),
+       crlf=st.booleans(), data=st.data())
+def test_the_event_splitter_finds_the_same_events_for_any_chunking(
+        kinds: list[str], crlf: bool, data: st.DataObject) -> None:
+    stream = b"".join(KINDS[k] for k in kinds)
+    upstream = stream.replace(b"\n", b"\r\n") if crlf else stream
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(upstream)), max_size=6))))
+    splitter = EventSplitter()
+    bounds = [0, *cuts, len(upstream)]
+    events = [e for a, b in itertools.pairwise(bounds) for e in splitter.feed(upstream[a:b])]
+    assert events == [KINDS[k][:-2] for k in kinds]

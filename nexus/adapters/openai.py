@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from nexus.adapters.base import UpstreamRequest, Usage
-from nexus.adapters.sse import data_of
+from nexus.adapters.sse import complete_part, data_of
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.pipeline.types import Endpoint
@@ -50,17 +50,9 @@ class OpenAIStream:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        if data.endswith(b"\n\n"):  # the usual chunk: whole events
-            complete, self._buffer = data, b""
-        else:
-            last = data.rfind(b"\n\n")
-            if last == -1:  # no event ends in it yet: send nothing half-way
-                self._buffer = data
-                return b""
-            complete, self._buffer = data[:last + 2], data[last + 2:]
+        complete, self._buffer = complete_part(self._buffer, chunk)
+        if not complete:  # no event ends in it yet: send nothing half-way
+            return b""
         self.events += complete.count(b"data:")
         if b'"prompt_tokens"' not in complete:
             return complete

@@ -10,6 +10,17 @@ DONE = b"data: [DONE]\n\n"
 _encode = msgspec.json.Encoder().encode
 
 
+def complete_part(buffer: bytes, chunk: bytes) -> tuple[bytes, bytes]:
+    """(the whole events, the unfinished rest) of what has arrived, CRLF made LF."""
+    data = buffer + chunk if buffer else chunk
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    if data.endswith(b"\n\n"):  # the usual chunk: whole events
+        return data, b""
+    last = data.rfind(b"\n\n")
+    return (b"", data) if last == -1 else (data[:last + 2], data[last + 2:])
+
+
 class EventSplitter:
     """Buffers chunks and returns complete events (without their blank-line terminator)."""
 
@@ -19,16 +30,8 @@ class EventSplitter:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        data = self._buffer + chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        *events, self._buffer = data.split(b"\n\n")
-        return [event for event in events if event.strip()]
-
-
-def split_events(complete: bytes) -> list[bytes]:
-    """Events of a buffer that ends on an event boundary."""
-    return [event for event in complete.split(b"\n\n") if event.strip()]
+        complete, self._buffer = complete_part(self._buffer, chunk)
+        return [event for event in complete.split(b"\n\n") if event.strip()]
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -42,14 +45,6 @@ def data_of(event: bytes) -> bytes:
     lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n")
              if line.startswith(b"data:")]
     return b"\n".join(lines)
-
-
-def field_of(event: bytes, name: bytes) -> bytes | None:
-    prefix = name + b":"
-    for line in event.split(b"\n"):
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    return None
 
 
 def error_event(message: str, code: str = "stream_error") -> bytes:
