@@ -10,6 +10,7 @@ from tests.conftest import GatewayFactory, MockFactory, backend, chat, make_conf
 
 @pytest.mark.parametrize(("header", "value", "message"), [
     ("X-Nexus-Privacy", "open", "X-Nexus-Privacy must be"),
+    ("X-Nexus-Privacy", "", "X-Nexus-Privacy must be"),  # present but empty: not a default
     ("X-Nexus-Strict", "maybe", "X-Nexus-Strict must be true or false"),
     ("X-Nexus-Flexible", "2", "X-Nexus-Flexible must be true or false"),
     ("X-Nexus-Priority", "high", "X-Nexus-Priority must be an integer"),
