@@ -48,13 +48,10 @@ class WaitQueue:
         loop = asyncio.get_running_loop()
         return Ticket(priority, next(self._order), loop.time() + self.config.max_wait_seconds)
 
-    async def wait(self, ticket: Ticket, limit_seconds: float | None = None) -> bool:
-        """Sleep until woken (True) or until the ticket's deadline or `limit_seconds`
-        pass (False)."""
+    async def wait(self, ticket: Ticket) -> bool:
+        """Sleep until woken (True) or until the ticket's deadline passes (False)."""
         loop = asyncio.get_running_loop()
         remaining = ticket.deadline - loop.time()
-        if limit_seconds is not None:
-            remaining = min(remaining, limit_seconds)
         if remaining <= 0:
             return False
         future: asyncio.Future[None] = loop.create_future()
