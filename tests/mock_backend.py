@@ -43,6 +43,7 @@ class Received:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    client_port: int = 0  # tells one kept-alive connection from a new one
 
 
 class MockBackend:
@@ -54,6 +55,7 @@ class MockBackend:
         self.received: deque[Received] = deque(maxlen=history)
         self.release = asyncio.Event()  # a stream with `hold` waits on this after chunk 1
         self.hold = False
+        self.hold_after_done = False  # a stream waits on `release` between [DONE] and its end
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._failures = 0
@@ -118,7 +120,9 @@ class MockBackend:
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json() if request.can_read_body else {}
-        self.received.append(Received(request.path, body, dict(request.headers)))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.received.append(Received(request.path, body, dict(request.headers),
+                                      peer[1] if peer else 0))
         return body
 
     def _reply_words(self) -> list[str]:
@@ -205,6 +209,8 @@ class MockBackend:
             usage_chunk["usage"] = self._usage(body, "".join(words))
             await out.write(_sse(usage_chunk))
         await out.write(b"data: [DONE]\n\n")
+        if self.hold_after_done:
+            await self.release.wait()
         await out.write_eof()
         return out
 

@@ -222,6 +222,26 @@ async def test_stream_keeps_the_usage_chunk_when_the_client_asked(
     assert usage[0]["usage"]["completion_tokens"] == 3
 
 
+async def test_done_ends_the_response_and_the_backend_connection_serves_again(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu")
+    mock.hold_after_done = True  # the backend sends [DONE], then keeps its response open
+    gw = await gateway(make_config([backend(mock)]))
+    async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+        events = await asyncio.wait_for(read_sse(r), 10)  # ends without the backend's end
+    assert events[-1] == "[DONE]"
+    mock.release.set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while gw.gateway.stats.responses["gpu", 200] == 0:  # the gateway read the backend's end
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
+    async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+        assert (await read_sse(r))[-1] == "[DONE]"
+    first, second = mock.chat_requests()
+    assert first.client_port == second.client_port  # one kept-alive connection
+
+
 async def test_stream_failing_before_the_first_byte_goes_to_the_next_candidate(
         mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
     broken = await mock_backend("broken", drop_after_chunks=0)

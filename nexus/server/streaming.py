@@ -3,6 +3,10 @@
 Before the first byte reaches the client, a failure is the backend's and the next
 candidate may try. After it, nothing is retried: an upstream failure ends the stream
 with an SSE error event, and a client that leaves is never held against the backend.
+
+Every write is a packet to the client: the response's headers leave with the first
+event, and the write that carries `[DONE]` also ends the response, so a short answer
+that arrives at once goes out in one packet.
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ from nexus.server.upstream import UpstreamFailure
 
 log = logging.getLogger(__name__)
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+_END = b"[DONE]\n\n"  # the last event of an OpenAI stream, as both translators send it
 
 
 class ClientGone(Exception):
     """The client closed its connection while we were writing to it."""
+
+
+class EventStreamResponse(web.StreamResponse):
+    """A streamed response whose headers wait for the first event, to share its packet.
+    The relay writes as soon as it prepares, so the client waits for nothing. (aiohttp
+    older than 3.12 lacks the switch and sends the headers at once, as it always did.)"""
+
+    _send_headers_immediately = False
 
 
 async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
@@ -40,10 +53,10 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
     backend.metrics.first_token(millis)
     headers["Content-Type"] = "text/event-stream"
     headers["Cache-Control"] = "no-cache"
-    out = web.StreamResponse(headers=headers)
+    out = EventStreamResponse(headers=headers)
     try:
-        await _send(out, first, request)
-        if await _pump(chunks, out, translator, backend):
+        ended = await _send(out, first, request)
+        if await _relay_rest(chunks, out, translator, backend, ended):
             backend.health.success()
             backend.metrics.success()
         else:
@@ -52,7 +65,7 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
         log.info("client left mid-stream from %s", backend.name)
     stats.response(backend.name, 200, translator.usage)
     with contextlib.suppress(ConnectionResetError):
-        await out.write_eof()
+        await out.write_eof()  # a no-op when [DONE] ended the response already
     return out
 
 
@@ -71,22 +84,27 @@ async def _first_bytes(chunks: AsyncIterator[bytes], translator: StreamTranslato
     raise UpstreamFailure(BackendError(f"{backend.name} closed the stream without data"))
 
 
-async def _pump(chunks: AsyncIterator[bytes], out: web.StreamResponse,
-                translator: StreamTranslator, backend: Backend) -> bool:
-    """Relay to the end; False when the backend broke the stream (the client is told).
+async def _relay_rest(chunks: AsyncIterator[bytes], out: web.StreamResponse,
+                      translator: StreamTranslator, backend: Backend, ended: bool) -> bool:
+    """Relay to `[DONE]` or the end; False when the backend broke the stream first (the
+    client is told). After `[DONE]` the rest is read but not sent: the client has its
+    answer, and reading to the end lets the backend's connection serve again.
 
     A failed write leaves as ClientGone, never as one of UPSTREAM_ERRORS (aiohttp's
     reset error is both a ClientError and a ConnectionResetError), so only a failed
     read is the backend's fault."""
     try:
         async for chunk in chunks:
+            if ended:
+                continue
             data = translator.feed(chunk)
             if data:
-                try:
-                    await out.write(data)
-                except ConnectionResetError:
-                    raise ClientGone from None
+                ended = await _send(out, data)
     except UPSTREAM_ERRORS as exc:
+        if ended:
+            log.info("%s broke its stream after [DONE]: %s", backend.name,
+                     exc.__class__.__name__)
+            return True
         backend.health.failure(f"stream broke: {exc.__class__.__name__}")
         await _send(out, error_event(f"{backend.name} dropped the stream mid-response",
                                      code="backend_stream_interrupted"))
@@ -94,10 +112,16 @@ async def _pump(chunks: AsyncIterator[bytes], out: web.StreamResponse,
     return True
 
 
-async def _send(out: web.StreamResponse, data: bytes, request: web.Request | None = None) -> None:
+async def _send(out: web.StreamResponse, data: bytes, request: web.Request | None = None) -> bool:
+    """Write data (preparing the response first when given the request); True when the
+    data held `[DONE]` and so also ended the response."""
     try:
         if request is not None:
             await out.prepare(request)
+        if data.endswith(_END):
+            await out.write_eof(data)
+            return True
         await out.write(data)
     except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
         raise ClientGone from None
+    return False
