@@ -82,7 +82,25 @@ async def test_unknown_path_is_404_and_wrong_method_405(http: aiohttp.ClientSess
     assert_openai_error(body)
     async with http.get(gw.url + "/v1/chat/completions") as r:
         assert r.status == 405
+        assert r.headers["Allow"] == "POST"
         assert_openai_error(await r.json())
+    async with http.head(gw.url + "/health") as r:  # every GET endpoint answers HEAD
+        assert r.status == 200
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_with_the_request_id(
+        http: aiohttp.ClientSession, gw: RunningGateway) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    gw.gateway.forwarder.serve = broken  # type: ignore[method-assign,assignment]
+    headers = {"X-Request-Id": "req-7"}
+    async with http.post(gw.url + "/v1/chat/completions", json=chat(), headers=headers) as r:
+        assert r.status == 500
+        assert r.headers["X-Nexus-Request-Id"] == "req-7"
+        error = assert_openai_error(await r.json())
+    assert "req-7" in str(error["message"])
+    assert "a bug" not in str(error["message"])  # no internals to the client
 
 
 async def test_no_viable_backend_is_503(mock_backend: MockFactory, gateway: GatewayFactory,
@@ -108,6 +126,12 @@ async def test_api_keys_are_required_when_configured(
     assert status == 200
     async with http.get(gw.url + "/health") as r:  # liveness needs no key
         assert r.status == 200
+    for path in ("/v1/nothing", "/v1/models"):  # /v1 asks for the key before anything else
+        async with http.get(gw.url + path) as r:
+            assert r.status == 401
+    async with http.get(gw.url + "/v1/chat/completions",
+                        headers={"Authorization": "Bearer k1"}) as r:
+        assert r.status == 405
 
 
 async def test_api_keys_env_that_is_unset_refuses_to_start(gateway: GatewayFactory) -> None:

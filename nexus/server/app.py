@@ -6,27 +6,23 @@ import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
 from nexus.server import handlers
 from nexus.server.gateway import Gateway
+from nexus.server.guard import EndpointHandler, guarded, no_route
 from nexus.server.handlers import GATEWAY
-from nexus.server.middleware import auth_middleware, errors_middleware
 
 
 def create_app(config: Config, environ: dict[str, str] | None = None) -> web.Application:
     env = dict(os.environ) if environ is None else environ
-    middlewares: list[Middleware] = [errors_middleware]
     keys = client_keys(config, env)
-    if keys:
-        middlewares.append(auth_middleware(keys))
     app = web.Application(client_max_size=config.server.max_body_bytes,
-                          middlewares=middlewares, handler_args={"max_field_size": 16384})
+                          handler_args={"max_field_size": 16384})
     app[GATEWAY] = Gateway(config, env)
     app.cleanup_ctx.append(_lifecycle)
-    _add_routes(app)
+    _add_routes(app, keys)
     return app
 
 
@@ -47,12 +43,24 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_post("/v1/completions", handlers.completions)
-    app.router.add_post("/v1/embeddings", handlers.embeddings)
-    app.router.add_post("/v1/routing/explain", handlers.routing_explain)
-    app.router.add_get("/v1/models", handlers.list_models)
-    app.router.add_get("/v1/stats", handlers.stats)
-    app.router.add_get("/health", handlers.health)
-    app.router.add_get("/metrics", handlers.metrics)
+ROUTES: list[tuple[str, str, EndpointHandler]] = [
+    ("POST", "/v1/chat/completions", handlers.chat_completions),
+    ("POST", "/v1/completions", handlers.completions),
+    ("POST", "/v1/embeddings", handlers.embeddings),
+    ("POST", "/v1/routing/explain", handlers.routing_explain),
+    ("GET", "/v1/models", handlers.list_models),
+    ("GET", "/v1/stats", handlers.stats),
+    ("GET", "/health", handlers.health),
+    ("GET", "/metrics", handlers.metrics),
+]
+
+
+def _add_routes(app: web.Application, keys: frozenset[bytes]) -> None:
+    methods: dict[str, frozenset[str]] = {}
+    for method, path, endpoint in ROUTES:
+        app.router.add_route(method, path, guarded(endpoint, keys))
+        if method == "GET":
+            app.router.add_route("HEAD", path, guarded(endpoint, keys))
+        methods[path] = methods.get(path, frozenset()) | {method}
+    # Registered last: it takes what no route above took, in the OpenAI error shape.
+    app.router.add_route("*", "/{anything:.*}", guarded(no_route(methods), keys))

@@ -16,8 +16,8 @@ from nexus.routing.request import RoutingRequest
 from nexus.server.call import Call
 from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
+from nexus.server.guard import EndpointHandler
 from nexus.server.metrics import render_metrics
-from nexus.server.middleware import REQUEST_ID
 from nexus.server.schemas import parse_body, view_requirements
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -28,40 +28,39 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encode(data), status=status, content_type="application/json")
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "chat")
+def _proxy(endpoint: Endpoint) -> EndpointHandler:
+    """The handler of one proxied endpoint (one coroutine per request, no layers)."""
+
+    async def proxy(request: web.Request, rid: str) -> web.StreamResponse:
+        body = await request.read()
+        view = parse_body(endpoint, body)
+        options = view.stream_options or {}
+        call = Call(request_id=rid, endpoint=endpoint, model=view.model, body=body,
+                    requirements=view_requirements(view),
+                    stream=view.stream and endpoint != "embeddings",
+                    include_usage=bool(options.get("include_usage")),
+                    flags=request_flags(request.headers),
+                    priority=request_priority(request.headers))
+        return await request.app[GATEWAY].forwarder.serve(call, request)
+
+    return proxy
 
 
-async def completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "completions")
+chat_completions = _proxy("chat")
+completions = _proxy("completions")
+embeddings = _proxy("embeddings")
 
 
-async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "embeddings")
-
-
-async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    body = await request.read()
-    view = parse_body(endpoint, body)
-    options = view.stream_options or {}
-    call = Call(request_id=request[REQUEST_ID], endpoint=endpoint, model=view.model,
-                body=body, requirements=view_requirements(view),
-                stream=view.stream and endpoint != "embeddings",
-                include_usage=bool(options.get("include_usage")),
-                flags=request_flags(request.headers), priority=request_priority(request.headers))
-    return await request.app[GATEWAY].forwarder.serve(call, request)
-
-
-async def routing_explain(request: web.Request) -> web.Response:
+async def routing_explain(request: web.Request, rid: str) -> web.Response:
     """Run the pipeline on a chat request body without sending it anywhere."""
     view = parse_body("chat", await request.read())
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
-                             request_id=request[REQUEST_ID],
+                             request_id=rid,
                              flags=request_flags(request.headers))
     return json_response(explain(request.app[GATEWAY].router, routing))
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     available = gateway.registry.available_models()
     data = [_model_entry(model, [b.name for b in backends])
@@ -79,7 +78,7 @@ def _model_entry(model: str, backends: list[str]) -> dict[str, Any]:
             "backends": backends}
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     counts = {state.value: 0 for state in Health}
     for backend in gateway.registry:
@@ -103,7 +102,7 @@ def _replica(gateway: Gateway) -> dict[str, Any]:
             "epoch": fleet.leadership.epoch or None}
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     return json_response({
         "uptime_seconds": round(gateway.stats.uptime(), 3),
@@ -128,7 +127,7 @@ def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
     }
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     return web.Response(text=render_metrics(gateway.registry, gateway.stats,
                                             gateway.store.status()),

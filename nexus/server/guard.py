@@ -1,0 +1,92 @@
+"""The edge of every endpoint: a request id, the bearer key on /v1, and every error
+answered in the OpenAI shape.
+
+Each route's handler is wrapped once, when the app is built, instead of running
+through aiohttp middlewares: those add two coroutine layers and a lookup to every
+request, and the proxy path is where the gateway's own time counts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+from multidict import istr
+
+from nexus.errors import NexusError, NoViableBackend, Unauthorized, error_for_status
+from nexus.server.request_id import request_id
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EndpointHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]  # (request, its id)
+REQUEST_ID_HEADER = istr("X-Request-Id")  # case folded once, not per request
+
+
+def guarded(endpoint: EndpointHandler, keys: frozenset[bytes]) -> Handler:
+    """The endpoint as aiohttp calls it. With keys, paths under /v1/ need one of them."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        try:
+            if keys and request.path.startswith("/v1/") and not _authorized(request, keys):
+                raise Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>'")
+            return await endpoint(request, rid)
+        except NexusError as error:
+            return error_response(error, rid)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(error_for_status(exc.status, _http_message(exc)), rid)
+            if "Allow" in exc.headers:  # a 405 says which methods the path takes
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            log.exception("unexpected error serving request %s", rid)
+            return error_response(NexusError("Internal error; the gateway log has details "
+                                             f"under request id {rid}"), rid)
+
+    return handle
+
+
+def error_response(error: NexusError, rid: str) -> web.Response:
+    headers = {"X-Nexus-Request-Id": rid}
+    if isinstance(error, NoViableBackend) and error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return web.Response(status=error.status, body=msgspec.json.encode(error.body()),
+                        content_type="application/json", headers=headers)
+
+
+def no_route(methods_by_path: dict[str, frozenset[str]]) -> EndpointHandler:
+    """The endpoint behind every path and method no route takes: 405 for a known path
+    asked with the wrong method, 404 for the rest."""
+
+    async def answer(request: web.Request, rid: str) -> web.StreamResponse:
+        allowed = methods_by_path.get(request.path)
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+        raise web.HTTPNotFound()
+
+    return answer
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 413:
+        return "The request body is larger than the gateway accepts (server.max_body_bytes)"
+    if exc.status == 404:
+        return "No such endpoint; see /v1/chat/completions, /v1/models, /health"
+    return exc.reason
+
+
+def _authorized(request: web.Request, keys: frozenset[bytes]) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    presented = token.strip().encode()
+    matched = False
+    for key in keys:  # compare against every key so timing does not tell which one matched
+        matched |= hmac.compare_digest(presented, key)
+    return matched
