@@ -11,6 +11,10 @@ class Api(enum.Enum):
     OPENAI = "openai"        # OpenAI-compatible /v1/* endpoints
     ANTHROPIC = "anthropic"  # Anthropic Messages API, translated both ways
 
+    # Members are singletons: hash by identity, in C. Enum's own __hash__ is Python
+    # code, run on every request where the adapter is looked up.
+    __hash__ = object.__hash__
+
 
 class Kind(msgspec.Struct, frozen=True):
     api: Api

@@ -17,6 +17,8 @@ class BudgetStatus(enum.Enum):
     SOFT_LIMIT = "soft_limit"
     HARD_LIMIT = "hard_limit"
 
+    __hash__ = object.__hash__  # singletons: identity hash, in C, not Enum's Python one
+
 
 class RequestFlags(msgspec.Struct, frozen=True, kw_only=True):
     """What the client asked for in X-Nexus-* headers; it can tighten, never loosen."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from nexus.pipeline.types import Route
+from nexus.pipeline.types import BudgetStatus, Route
 from nexus.pricing import usd
+
+# Read per response: a dict lookup, not Enum's `.value` property (Python code).
+_STATUS_TEXT = {status: status.value for status in BudgetStatus}
 
 
 def route_headers(route: Route, request_id: str) -> dict[str, str]:
@@ -15,7 +18,7 @@ def route_headers(route: Route, request_id: str) -> dict[str, str]:
         "X-Nexus-Route-Reason": route.reason,
         "X-Nexus-Privacy-Zone": backend.config.zone,
         "X-Nexus-Cost-Estimated": usd(route.cost_estimate.cost_micro_usd),
-        "X-Nexus-Budget-Status": route.budget_status.value,
+        "X-Nexus-Budget-Status": _STATUS_TEXT[route.budget_status],
         "X-Nexus-Request-Id": request_id,
     }
     if route.fallback_model:
