@@ -14,6 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from nexus.adapters.openai import OpenAIStream
 from nexus.backends.backend import Backend
+from nexus.server.stall import Exchange
 from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
 from tests.fleet_helpers import make_backend
@@ -64,7 +65,7 @@ async def relay(reads: list[bytes], error: Exception | None = None) -> tuple[lis
                                   protocol=protocol, transport=transport)
     stats, backend = Stats(), make_backend("gpu")
     await relay_stream(Upstream(reads, error), request, {}, OpenAIStream(False),  # type: ignore[arg-type]
-                       backend, stats, 0.0)
+                       backend, stats, 0.0, Exchange(None, 0.0))
     return transport.writes, backend
 
 

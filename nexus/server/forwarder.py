@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -21,6 +22,7 @@ from nexus.server.call import Call
 from nexus.server.headers import route_headers
 from nexus.server.holds import Holds
 from nexus.server.spend import spend_record
+from nexus.server.stall import StallWatch
 from nexus.server.stats import Stats
 from nexus.server.streaming import relay_stream
 from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
@@ -42,10 +44,9 @@ class Forwarder:
         self.stats = stats
         self.store = store
         self.waiting = waiting
-        timeout = server.request_timeout_seconds
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10),
-                                                    sock_read=timeout)
+        limit = server.request_timeout_seconds
+        self.watch = StallWatch(limit)  # the request timeout, without a timer per request
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(limit, 10))
 
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
         excluded: set[str] = set()
@@ -118,26 +119,29 @@ class Forwarder:
         adapter = ADAPTERS[backend.api]
         upstream = self._upstream(route, call)
         started = time.monotonic()  # the loop's clock, without asking for the loop
-        timeout = self.stream_timeout if call.stream else self.timeout
+        exchange = self.watch.open()
         try:
             async with self.session.post(upstream.url, data=upstream.body,
                                          headers=upstream.headers,
-                                         timeout=timeout) as response:
+                                         timeout=self.timeout) as response:
+                exchange.response = response
                 headers = route_headers(route, call.request_id)
                 if response.status >= 400:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:
                     translator = adapter.stream_translator(route.model, call.include_usage)
                     out = await relay_stream(response, request, headers, translator,
-                                             backend, self.stats, started)
+                                             backend, self.stats, started, exchange)
                     self._bill(call, route, translator.usage, translator.events)
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
+        except asyncio.CancelledError:
+            if not exchange.stalled:
+                raise
+            self._uncancel()
+            raise self._timed_out(backend) from None
         except TimeoutError:
-            backend.health.failure("timed out")
-            raise UpstreamFailure(BackendTimeout(
-                f"{backend.name} did not answer within {timeout.total or timeout.sock_read}s"
-            )) from None
+            raise self._timed_out(backend) from None
         except aiohttp.ClientConnectorError as exc:
             backend.health.unreachable(f"connection failed: {exc.os_error.strerror}")
             raise UpstreamFailure(BackendError(f"{backend.name} is unreachable")) from None
@@ -145,10 +149,24 @@ class Forwarder:
             backend.health.failure(f"broken response: {exc.__class__.__name__}")
             raise UpstreamFailure(BackendError(
                 f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
+        finally:
+            self.watch.close(exchange)
         self._succeeded(backend, (time.monotonic() - started) * 1000)
         self.stats.response(backend.name, 200, usage)
         self._bill(call, route, usage)
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    def _timed_out(self, backend: Backend) -> UpstreamFailure:
+        backend.health.failure("timed out")
+        return UpstreamFailure(BackendTimeout(
+            f"{backend.name} sent nothing for {self.watch.limit:g}s"))
+
+    @staticmethod
+    def _uncancel() -> None:
+        """The watch cancelled this task to end a silent backend: that cancel is spent."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
 
     @staticmethod
     def _upstream(route: Route, call: Call) -> UpstreamRequest:

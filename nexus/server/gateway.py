@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 import aiohttp
 
@@ -65,7 +65,8 @@ class Gateway:
             await self.store.start()
             try:
                 async with self._fleet_running(), _health_loop(
-                        checker, self.config.health_check.enabled, self.fleet):
+                        checker, self.config.health_check.enabled, self.fleet), \
+                        _background(self._forwarder.watch.run_forever(), "stall-watch"):
                     yield
             finally:
                 self.waiting.wake_all()
@@ -96,7 +97,14 @@ async def _health_loop(checker: HealthChecker, enabled: bool,
         checks = checker.run_forever()
     else:  # the leader checks for the fleet and publishes; the others adopt its results
         checks = checker.run_forever(lambda: fleet.runs_health_checks, fleet.publish_health)
-    task = asyncio.create_task(checks, name="health-checks")
+    async with _background(checks, "health-checks"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[object, object, None], name: str) -> AsyncIterator[None]:
+    """Run work as a task while the block runs; cancel it after."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:

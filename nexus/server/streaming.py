@@ -23,6 +23,7 @@ from nexus.adapters.base import StreamTranslator
 from nexus.adapters.sse import error_event
 from nexus.backends.backend import Backend
 from nexus.errors import BackendError
+from nexus.server.stall import Exchange
 from nexus.server.stats import Stats
 from nexus.server.upstream import UpstreamFailure
 
@@ -45,9 +46,10 @@ class EventStreamResponse(web.StreamResponse):
 
 async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
                        headers: dict[str, str], translator: StreamTranslator,
-                       backend: Backend, stats: Stats, started: float) -> web.StreamResponse:
+                       backend: Backend, stats: Stats, started: float,
+                       exchange: Exchange) -> web.StreamResponse:
     chunks = response.content.iter_any()
-    first = await _first_bytes(chunks, translator, backend)
+    first = await _first_bytes(chunks, translator, backend, exchange)
     millis = (time.monotonic() - started) * 1000
     backend.observe_latency(millis)
     backend.metrics.first_token(millis)
@@ -56,7 +58,7 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
     out = EventStreamResponse(headers=headers)
     try:
         ended = await _send(out, first, request)
-        if await _relay_rest(chunks, out, translator, backend, ended):
+        if await _relay_rest(chunks, out, translator, backend, exchange, ended):
             backend.health.success()
             backend.metrics.success()
         else:
@@ -70,10 +72,11 @@ async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
 
 
 async def _first_bytes(chunks: AsyncIterator[bytes], translator: StreamTranslator,
-                       backend: Backend) -> bytes:
+                       backend: Backend, exchange: Exchange) -> bytes:
     """Read until there is something to send; a failure here is still retryable."""
     try:
         async for chunk in chunks:
+            exchange.reads += 1
             out = translator.feed(chunk)
             if out:
                 return out
@@ -85,7 +88,8 @@ async def _first_bytes(chunks: AsyncIterator[bytes], translator: StreamTranslato
 
 
 async def _relay_rest(chunks: AsyncIterator[bytes], out: web.StreamResponse,
-                      translator: StreamTranslator, backend: Backend, ended: bool) -> bool:
+                      translator: StreamTranslator, backend: Backend, exchange: Exchange,
+                      ended: bool) -> bool:
     """Relay to `[DONE]` or the end; False when the backend broke the stream first (the
     client is told). After `[DONE]` the rest is read but not sent: the client has its
     answer, and reading to the end lets the backend's connection serve again.
@@ -95,6 +99,7 @@ async def _relay_rest(chunks: AsyncIterator[bytes], out: web.StreamResponse,
     read is the backend's fault."""
     try:
         async for chunk in chunks:
+            exchange.reads += 1
             if ended:
                 continue
             data = translator.feed(chunk)
@@ -106,7 +111,9 @@ async def _relay_rest(chunks: AsyncIterator[bytes], out: web.StreamResponse,
                      exc.__class__.__name__)
             return True
         backend.health.failure(f"stream broke: {exc.__class__.__name__}")
-        await _send(out, error_event(f"{backend.name} dropped the stream mid-response",
+        what = f"went silent ({exc})" if isinstance(exc, TimeoutError) \
+            else "dropped the stream"
+        await _send(out, error_event(f"{backend.name} {what} mid-response",
                                      code="backend_stream_interrupted"))
         return False
     return True

@@ -1,0 +1,113 @@
+"""The request timeout: a backend exchange quiet for the limit is ended, whatever its phase;
+one that keeps sending is never ended. The watch runs on a fake clock here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from nexus.server.stall import StallWatch
+from tests.conftest import GatewayFactory, MockFactory, backend, chat, make_config, read_sse
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Body:
+    """Stands in for a response's body reader: records the failure it is given."""
+
+    def __init__(self) -> None:
+        self.content = self
+        self.error: BaseException | None = None
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+
+def test_the_sweep_period_is_a_quarter_of_the_limit_at_most_a_second() -> None:
+    assert StallWatch(0.2).period == pytest.approx(0.05)
+    assert StallWatch(300).period == 1.0
+
+
+async def test_a_backend_that_never_answers_has_its_wait_cancelled_at_the_limit() -> None:
+    clock = Clock()
+    watch = StallWatch(10, clock)
+    waiting = asyncio.create_task(asyncio.Event().wait())
+    exchange = watch.open()
+    exchange.task = waiting
+    clock.now += 9.9
+    assert watch.sweep() == 0
+    clock.now += 0.1
+    assert watch.sweep() == 1
+    assert exchange.stalled
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    clock.now += 60
+    assert watch.sweep() == 0  # ended once
+
+
+async def test_a_body_gone_quiet_fails_its_reader_with_a_timeout() -> None:
+    clock = Clock()
+    watch = StallWatch(10, clock)
+    exchange = watch.open()
+    body = Body()
+    exchange.response = body  # type: ignore[assignment]
+    clock.now += 10
+    assert watch.sweep() == 1
+    assert isinstance(body.error, aiohttp.ServerTimeoutError)
+    assert isinstance(body.error, TimeoutError)  # what the forwarder and relay catch
+    assert not exchange.task.cancelled()  # type: ignore[union-attr]
+
+
+async def test_an_exchange_that_keeps_reading_is_never_ended() -> None:
+    clock = Clock()
+    watch = StallWatch(10, clock)
+    exchange = watch.open()
+    exchange.response = Body()  # type: ignore[assignment]
+    for _ in range(100):  # 500 s in all, never 10 s without a read
+        clock.now += 5
+        exchange.reads += 1
+        assert watch.sweep() == 0
+    clock.now += 5
+    assert watch.sweep() == 0  # quiet for 5 s only: the last sweep saw a read
+    clock.now += 5
+    assert watch.sweep() == 1
+
+
+async def test_a_closed_exchange_is_not_watched() -> None:
+    clock = Clock()
+    watch = StallWatch(10, clock)
+    exchange = watch.open()
+    watch.close(exchange)
+    clock.now += 60
+    assert watch.sweep() == 0
+    assert len(watch) == 0
+
+
+async def test_a_stream_that_goes_silent_ends_with_an_sse_error_and_frees_the_watch(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu", chunks=3)
+    mock.hold = True  # sends one chunk, then nothing until released (never, here)
+    gw = await gateway(make_config([backend(mock, models=["mock-model"])],
+                                   server={"request_timeout_seconds": 0.3},
+                                   health_check={"enabled": False}))
+    async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+        assert r.status == 200
+        events = await asyncio.wait_for(read_sse(r), 10)
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hello "
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "backend_stream_interrupted"
+    assert "went silent" in error["message"]
+    mock.release.set()
+    assert len(gw.gateway.forwarder.watch) == 0
+    state = gw.gateway.registry.get("gpu")
+    assert state is not None
+    assert state.health.failures == 1
