@@ -40,4 +40,7 @@ class Adapter(Protocol):
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]: ...
 
-    def stream_translator(self, model: str, include_usage: bool) -> StreamTranslator: ...
+    def stream_translator(self, model: str, include_usage: bool,
+                          count_events: bool) -> StreamTranslator:
+        """count_events: keep `events` (a paid backend's stream may have to be billed by
+        them); a free backend's translator may skip counting."""

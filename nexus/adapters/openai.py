@@ -21,7 +21,7 @@ PATHS: dict[Endpoint, str] = {
 
 class _UsageOnly(msgspec.Struct):
     usage: Usage | None = None
-    choices: msgspec.Raw = msgspec.Raw()  # left undecoded: only its emptiness matters
+    choices: list[msgspec.Raw] | None = None  # items left undecoded: only emptiness matters
 
 
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
@@ -33,7 +33,7 @@ def read_usage(body: bytes) -> tuple[Usage | None, bool]:
         parsed = _decode_usage(body)
     except msgspec.DecodeError:
         return None, True
-    return parsed.usage, bytes(parsed.choices).strip(b"[] \t\r\n") not in (b"", b"null")
+    return parsed.usage, bool(parsed.choices)
 
 
 class OpenAIStream:
@@ -41,10 +41,11 @@ class OpenAIStream:
     asked for. Only the events that mention token counts are looked at (servers also
     send `"usage": null` on every chunk; those pass untouched, as the rest do)."""
 
-    __slots__ = ("_buffer", "events", "include_usage", "usage")
+    __slots__ = ("_buffer", "count_events", "events", "include_usage", "usage")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, count_events: bool = True) -> None:
         self.include_usage = include_usage
+        self.count_events = count_events  # only a paid backend's events can be billed
         self.usage: Usage | None = None
         self.events = 0
         self._buffer = b""
@@ -53,26 +54,29 @@ class OpenAIStream:
         complete, self._buffer = complete_part(self._buffer, chunk)
         if not complete:  # no event ends in it yet: send nothing half-way
             return b""
-        self.events += complete.count(b"data:")
-        if b'"prompt_tokens"' not in complete:
+        if self.count_events:
+            self.events += complete.count(b"data:")
+        mention = complete.find(b'"prompt_tokens"')
+        if mention == -1:
             return complete
-        return self._read_usage_events(complete)
+        return self._read_usage_events(complete, mention)
 
-    def _read_usage_events(self, complete: bytes) -> bytes:
+    def _read_usage_events(self, complete: bytes, mention: int) -> bytes:
         """Read the events that mention usage, dropping the usage-only ones the client did
-        not ask for; the events around them pass as they are."""
-        if complete.find(b"\n\n") == len(complete) - 2:  # one event: the usual usage chunk
-            return complete if self._keeps(complete[:-2]) else b""
-        out, start = [], 0
-        while (mention := complete.find(b'"prompt_tokens"', start)) != -1:
+        not ask for; the events around them pass as they are (uncopied when none goes)."""
+        pieces, start = [], 0  # the stretches between dropped events
+        while mention != -1:
             separator = complete.rfind(b"\n\n", start, mention)
             begin = start if separator == -1 else separator + 2
             end = complete.find(b"\n\n", mention) + 2
-            keep = self._keeps(complete[begin:end - 2])
-            out.append(complete[start:end] if keep else complete[start:begin])
-            start = end
-        out.append(complete[start:])
-        return b"".join(out)
+            if not self._keeps(complete[begin:end - 2]):
+                pieces.append(complete[start:begin])
+                start = end
+            mention = complete.find(b'"prompt_tokens"', end)
+        if not pieces:
+            return complete
+        pieces.append(complete[start:])
+        return b"".join(pieces)
 
     def _keeps(self, event: bytes) -> bool:
         usage, has_choices = read_usage(data_of(event))
@@ -117,5 +121,6 @@ class OpenAIAdapter:
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
         return body, read_usage(body)[0]
 
-    def stream_translator(self, model: str, include_usage: bool) -> OpenAIStream:
-        return OpenAIStream(include_usage)
+    def stream_translator(self, model: str, include_usage: bool,
+                          count_events: bool) -> OpenAIStream:
+        return OpenAIStream(include_usage, count_events)

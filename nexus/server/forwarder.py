@@ -129,7 +129,8 @@ class Forwarder:
                 if response.status >= 400:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:
-                    translator = adapter.stream_translator(route.model, call.include_usage)
+                    translator = adapter.stream_translator(route.model, call.include_usage,
+                                                           count_events=not backend.free)
                     out = await relay_stream(response, request, headers, translator,
                                              backend, self.stats, started, exchange)
                     self._bill(call, route, translator.usage, translator.events)
