@@ -119,6 +119,13 @@ def median(results: list[Result]) -> Result:
                   errors=sum(r.errors for r in results))
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, all) jiffies of the whole machine: on a shared VM, the share of time the
+    host gave to someone else says how far to trust a run's req/s."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -146,8 +153,12 @@ def main() -> None:
                   f"http://127.0.0.1:{nexus_port}/health", env=env)
     targets = {"direct": mock_url, "bare proxy": f"http://127.0.0.1:{bare_port}",
                "nexus": f"http://127.0.0.1:{nexus_port}"}
+    steal, total = cpu_ticks()
     try:
         report(targets, args.duration, args.repeats, nexus.pid)
+        steal_after, total_after = cpu_ticks()
+        print(f"CPU steal during the run: "
+              f"{(steal_after - steal) / max(1, total_after - total) * 100:.1f}%")
     finally:
         for process in (mock, bare, nexus):
             process.terminate()
