@@ -111,3 +111,42 @@ async def test_a_stream_that_goes_silent_ends_with_an_sse_error_and_frees_the_wa
     state = gw.gateway.registry.get("gpu")
     assert state is not None
     assert state.health.failures == 1
+
+
+async def wait_for_backend(watch: StallWatch, started: asyncio.Event) -> str:
+    """What the forwarder does around a request: a cancel that is the watch's alone is a
+    timeout of the backend; any other cancel goes on."""
+    exchange = watch.open()
+    started.set()
+    try:
+        await asyncio.Event().wait()  # a backend that never answers
+    except asyncio.CancelledError:
+        if not watch.ours_alone(exchange):
+            raise
+        return "timed out"
+    finally:
+        watch.close(exchange)
+    return "answered"
+
+
+async def test_the_watchs_cancel_becomes_a_timeout_and_the_task_goes_on() -> None:
+    clock, started = Clock(), asyncio.Event()
+    watch = StallWatch(10, clock)
+    task = asyncio.create_task(wait_for_backend(watch, started))
+    await started.wait()
+    clock.now += 10
+    assert watch.sweep() == 1
+    assert await task == "timed out"
+    assert task.cancelling() == 0  # the cancel is spent: the handler may await again
+
+
+async def test_a_shutdown_cancel_at_the_same_moment_is_not_swallowed() -> None:
+    clock, started = Clock(), asyncio.Event()
+    watch = StallWatch(10, clock)
+    task = asyncio.create_task(wait_for_backend(watch, started))
+    await started.wait()
+    clock.now += 10
+    watch.sweep()
+    task.cancel()  # the server shutting down, before the task runs again
+    with pytest.raises(asyncio.CancelledError):
+        await task

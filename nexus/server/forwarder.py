@@ -137,9 +137,8 @@ class Forwarder:
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except asyncio.CancelledError:
-            if not exchange.stalled:
+            if not self.watch.ours_alone(exchange):
                 raise
-            self._uncancel()
             raise self._timed_out(backend) from None
         except TimeoutError:
             raise self._timed_out(backend) from None
@@ -161,13 +160,6 @@ class Forwarder:
         backend.health.failure("timed out")
         return UpstreamFailure(BackendTimeout(
             f"{backend.name} sent nothing for {self.watch.limit:g}s"))
-
-    @staticmethod
-    def _uncancel() -> None:
-        """The watch cancelled this task to end a silent backend: that cancel is spent."""
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
 
     @staticmethod
     def _upstream(route: Route, call: Call) -> UpstreamRequest:

@@ -27,10 +27,11 @@ MAX_PERIOD_SECONDS = 1.0
 class Exchange:
     """One request to one backend, as the watch sees it."""
 
-    __slots__ = ("quiet_since", "reads", "response", "seen", "stalled", "task")
+    __slots__ = ("cancelling", "quiet_since", "reads", "response", "seen", "stalled", "task")
 
     def __init__(self, task: asyncio.Task[object] | None, now: float) -> None:
         self.task = task
+        self.cancelling = task.cancelling() if task is not None else 0  # cancels before ours
         self.response: aiohttp.ClientResponse | None = None  # set when headers arrive
         self.reads = 0          # bumped by whoever reads the body: proof of life
         self.seen = 0           # `reads` as the last sweep saw it
@@ -53,6 +54,15 @@ class StallWatch:
 
     def close(self, exchange: Exchange) -> None:
         self._open.pop(exchange, None)
+
+    @staticmethod
+    def ours_alone(exchange: Exchange) -> bool:
+        """Called with a CancelledError in hand: True when it is the watch's cancel and
+        nobody else's (then it is spent, and the caller reports a timeout); False when
+        someone else also cancelled the task (shutdown), which must go on."""
+        if not exchange.stalled or exchange.task is None:
+            return False
+        return exchange.task.uncancel() <= exchange.cancelling
 
     def __len__(self) -> int:
         return len(self._open)
