@@ -10,6 +10,11 @@ every measurement is repeated (interleaved) and its median reported: on a small 
 the processes otherwise steal each other's CPU and the figures swing from run to run.
 
     python benchmarks/gateway_bench.py [--duration 4] [--repeats 3]
+    python benchmarks/gateway_bench.py --same-core --connections 1
+
+--same-core puts the proxies on the load's core too: at one connection the chain is
+serial, and on a VM each hop to an idle core waits for it to wake, which the direct
+path (wrk and the mock on one core) never pays; this shows the latency without it.
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -137,7 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--same-core", action="store_true",
+                        help="pin the proxies to the load's core (latency at 1 connection)")
     args = parser.parse_args()
+    proxy_cpu = LOAD_CPU if args.same_core else PROXY_CPU
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     mock_port, bare_port, nexus_port = free_port(), free_port(), free_port()
@@ -146,16 +155,16 @@ def main() -> None:
     env = {**os.environ, "NEXUS_CONFIG": config}
     mock = start(pinned(LOAD_CPU, [sys.executable, "tests/mock_backend.py", "--port",
                                    str(mock_port)]), mock_url + "/v1/models")
-    bare = start(pinned(PROXY_CPU, [sys.executable, "benchmarks/bare_proxy.py", "--port",
+    bare = start(pinned(proxy_cpu, [sys.executable, "benchmarks/bare_proxy.py", "--port",
                                     str(bare_port), "--upstream", mock_url]),
                  f"http://127.0.0.1:{bare_port}/")
-    nexus = start(pinned(PROXY_CPU, [sys.executable, "-m", "nexus", "serve"]),
+    nexus = start(pinned(proxy_cpu, [sys.executable, "-m", "nexus", "serve"]),
                   f"http://127.0.0.1:{nexus_port}/health", env=env)
     targets = {"direct": mock_url, "bare proxy": f"http://127.0.0.1:{bare_port}",
                "nexus": f"http://127.0.0.1:{nexus_port}"}
     steal, total = cpu_ticks()
     try:
-        report(targets, args.duration, args.repeats, nexus.pid)
+        report(targets, args.duration, args.repeats, args.connections, nexus.pid)
         steal_after, total_after = cpu_ticks()
         print(f"CPU steal during the run: "
               f"{(steal_after - steal) / max(1, total_after - total) * 100:.1f}%")
@@ -166,11 +175,12 @@ def main() -> None:
         os.unlink(config)
 
 
-def report(targets: dict[str, str], duration: int, repeats: int, nexus_pid: int) -> None:
+def report(targets: dict[str, str], duration: int, repeats: int, connection_counts: list[int],
+           nexus_pid: int) -> None:
     print(f"{'mode':<11}{'conns':>6}  {'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}")
     for stream in (False, True):
-        for connections in (1, 64):
+        for connections in connection_counts:
             runs: dict[str, list[Result]] = {name: [] for name in targets}
             for _ in range(repeats):  # interleaved, so drift hits every target alike
                 for name, url in targets.items():
