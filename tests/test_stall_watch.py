@@ -121,7 +121,7 @@ async def wait_for_backend(watch: StallWatch, started: asyncio.Event) -> str:
     try:
         await asyncio.Event().wait()  # a backend that never answers
     except asyncio.CancelledError:
-        if not watch.ours_alone(exchange):
+        if not exchange.cancel_was_ours_alone():
             raise
         return "timed out"
     finally:
@@ -129,24 +129,25 @@ async def wait_for_backend(watch: StallWatch, started: asyncio.Event) -> str:
     return "answered"
 
 
-async def test_the_watchs_cancel_becomes_a_timeout_and_the_task_goes_on() -> None:
+async def stalled_request() -> tuple[StallWatch, asyncio.Task[str]]:
+    """A request waiting on a silent backend, just as the watch has cancelled it."""
     clock, started = Clock(), asyncio.Event()
     watch = StallWatch(10, clock)
     task = asyncio.create_task(wait_for_backend(watch, started))
     await started.wait()
     clock.now += 10
     assert watch.sweep() == 1
+    return watch, task
+
+
+async def test_the_watchs_cancel_becomes_a_timeout_and_the_task_goes_on() -> None:
+    _, task = await stalled_request()
     assert await task == "timed out"
     assert task.cancelling() == 0  # the cancel is spent: the handler may await again
 
 
 async def test_a_shutdown_cancel_at_the_same_moment_is_not_swallowed() -> None:
-    clock, started = Clock(), asyncio.Event()
-    watch = StallWatch(10, clock)
-    task = asyncio.create_task(wait_for_backend(watch, started))
-    await started.wait()
-    clock.now += 10
-    watch.sweep()
+    _, task = await stalled_request()
     task.cancel()  # the server shutting down, before the task runs again
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -137,7 +137,7 @@ class Forwarder:
                     return out
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except asyncio.CancelledError:
-            if not self.watch.ours_alone(exchange):
+            if not exchange.cancel_was_ours_alone():
                 raise
             raise self._timed_out(backend) from None
         except TimeoutError:

@@ -38,6 +38,14 @@ class Exchange:
         self.quiet_since = now
         self.stalled = False
 
+    def cancel_was_ours_alone(self) -> bool:
+        """Called with a CancelledError in hand: True when it is the watch's cancel and
+        nobody else's (then it is spent, and the caller reports a timeout); False when
+        someone else also cancelled the task (shutdown), which must go on."""
+        if not self.stalled or self.task is None:
+            return False
+        return self.task.uncancel() <= self.cancelling
+
 
 class StallWatch:
     def __init__(self, limit_seconds: float,
@@ -54,15 +62,6 @@ class StallWatch:
 
     def close(self, exchange: Exchange) -> None:
         self._open.pop(exchange, None)
-
-    @staticmethod
-    def ours_alone(exchange: Exchange) -> bool:
-        """Called with a CancelledError in hand: True when it is the watch's cancel and
-        nobody else's (then it is spent, and the caller reports a timeout); False when
-        someone else also cancelled the task (shutdown), which must go on."""
-        if not exchange.stalled or exchange.task is None:
-            return False
-        return exchange.task.uncancel() <= exchange.cancelling
 
     def __len__(self) -> int:
         return len(self._open)
