@@ -32,6 +32,7 @@ class Behaviour:
     chunk_delay: float = 0.0
     drop_before_answer: bool = False  # close the connection without a response
     drop_after_chunks: int | None = None  # stream this many chunks, then drop
+    stall_body: bool = False         # a whole answer: headers and half the body, then silence
     omit_usage: bool = False
     reply: str = ""                  # default: "hello from <name>"
     usage_prompt_tokens: int | None = None
@@ -184,7 +185,20 @@ class MockBackend:
                          "message": {"role": "assistant", "content": text}}]}
         if not self.behaviour.omit_usage:
             answer["usage"] = self._usage(body, text)
+        if self.behaviour.stall_body:
+            return await self._stalled(request, json.dumps(answer).encode())
         return web.json_response(answer)
+
+    async def _stalled(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        """Promise the whole body, send half of it, wait for `release`, send the rest."""
+        out = web.StreamResponse(headers={"Content-Type": "application/json"})
+        out.content_length = len(data)
+        await out.prepare(request)
+        await out.write(data[: len(data) // 2])
+        await self.release.wait()
+        await out.write(data[len(data) // 2:])
+        await out.write_eof()
+        return out
 
     async def _stream_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -113,6 +113,28 @@ async def test_a_stream_that_goes_silent_ends_with_an_sse_error_and_frees_the_wa
     assert state.health.failures == 1
 
 
+async def test_a_whole_answer_that_stops_half_way_goes_to_the_next_backend(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    stuck = await mock_backend("stuck", stall_body=True)
+    good = await mock_backend("good")
+    gw = await gateway(make_config(
+        [backend(stuck, models=["mock-model"], priority=100),
+         backend(good, models=["mock-model"], priority=1)],
+        server={"request_timeout_seconds": 0.3}, health_check={"enabled": False}))
+    async def ask() -> aiohttp.ClientResponse:
+        async with http.post(gw.url + "/v1/chat/completions", json=chat()) as r:
+            await r.read()
+            return r
+
+    r = await asyncio.wait_for(ask(), 10)  # without the watch it would wait forever
+    assert r.status == 200
+    assert r.headers["X-Nexus-Backend"] == "good"
+    assert r.headers["X-Nexus-Route-Reason"].endswith("retry=1")
+    stuck.release.set()
+    assert gw.gateway.stats.failures["stuck", "backend_timeout"] == 1
+    assert len(gw.gateway.forwarder.watch) == 0
+
+
 async def wait_for_backend(watch: StallWatch, started: asyncio.Event) -> str:
     """What the forwarder does around a request: a cancel that is the watch's alone is a
     timeout of the backend; any other cancel goes on."""
