@@ -11,11 +11,13 @@ class NexusError(Exception):
     code = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None,
-                 code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+                 code: str | None = None, extra: dict[str, Any] | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.extra = extra or {}
+        self.retry_after = retry_after  # seconds, sent as Retry-After: waiting helps
         if code is not None:
             self.code = code
 
@@ -27,6 +29,14 @@ class NexusError(Exception):
 
 class BadRequest(NexusError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class ContextLengthExceeded(BadRequest):
+    code = "context_length_exceeded"
+
+
+class UnsupportedMediaType(NexusError):
+    status, type, code = 415, "invalid_request_error", "unsupported_content_encoding"
 
 
 class Unauthorized(NexusError):
@@ -59,10 +69,6 @@ class BackendError(NexusError):
 
 class NoViableBackend(NexusError):
     status, type, code = 503, "service_unavailable", "no_viable_backend"
-
-    def __init__(self, message: str, *, retry_after: int | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
 
 
 class BackendTimeout(NexusError):

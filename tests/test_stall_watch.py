@@ -131,7 +131,7 @@ async def test_a_whole_answer_that_stops_half_way_goes_to_the_next_backend(
     assert r.headers["X-Nexus-Backend"] == "good"
     assert r.headers["X-Nexus-Route-Reason"].endswith("retry=1")
     stuck.release.set()
-    assert gw.gateway.stats.failures["stuck", "backend_timeout"] == 1
+    assert gw.gateway.stats.failures["stuck", "timed_out"] == 1
     assert len(gw.gateway.forwarder.watch) == 0
 
 

@@ -14,9 +14,10 @@ from aiohttp.test_utils import make_mocked_request
 
 from nexus.adapters.openai import OpenAIStream
 from nexus.backends.backend import Backend
+from nexus.adapters.base import Usage
+from nexus.backends.recorder import OutcomeRecorder
 from nexus.server.stall import Exchange
-from nexus.server.stats import Stats
-from nexus.server.streaming import relay_stream
+from nexus.server.streaming import Relay
 from tests.fleet_helpers import make_backend
 
 EVENT = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
@@ -57,15 +58,24 @@ class Upstream:
             raise self._error
 
 
-async def relay(reads: list[bytes], error: Exception | None = None) -> tuple[list[bytes], Backend]:
+async def relay(reads: list[bytes], error: Exception | None = None,
+                bills: list[tuple[int, Usage, bool]] | None = None,
+                ) -> tuple[list[bytes], Backend]:
+    """Relay `reads`; `bills` gets (writes made so far, usage, estimated) per bill call."""
     transport = RecordingTransport()
     protocol = mock.Mock(transport=transport, _paused=False)
     writer = StreamWriter(protocol, asyncio.get_running_loop())
     request = make_mocked_request("POST", "/v1/chat/completions", writer=writer,
                                   protocol=protocol, transport=transport)
-    stats, backend = Stats(), make_backend("gpu")
-    await relay_stream(Upstream(reads, error), request, {}, OpenAIStream(False),  # type: ignore[arg-type]
-                       backend, stats, 0.0, Exchange(None, 0.0))
+    backend = make_backend("gpu")
+
+    async def bill(usage: Usage, estimated: bool) -> None:
+        if bills is not None:
+            bills.append((len(transport.writes), usage, estimated))
+
+    relayed = Relay(Upstream(reads, error), request, {}, OpenAIStream(False),  # type: ignore[arg-type]
+                    backend, OutcomeRecorder(), Exchange(None, 0.0), 7, bill)
+    await relayed.run(0.0)
     return transport.writes, backend
 
 
@@ -115,3 +125,16 @@ async def test_a_backend_breaking_before_done_ends_the_stream_with_an_error_even
     assert b"backend_stream_interrupted" in body
     assert b"[DONE]" not in body
     assert body.endswith(b"0\r\n\r\n")
+
+
+async def test_the_cost_is_recorded_before_the_write_that_ends_the_stream() -> None:
+    bills: list[tuple[int, Usage, bool]] = []
+    writes, _ = await relay([EVENT, EVENT, DONE], bills=bills)
+    assert len(writes) == 3
+    assert bills == [(2, Usage(7, 2), True)]  # two writes out, the third carries [DONE]
+
+
+async def test_a_stream_broken_after_the_first_byte_bills_every_relayed_event() -> None:
+    bills: list[tuple[int, Usage, bool]] = []
+    await relay([EVENT, EVENT, EVENT], error=aiohttp.ClientPayloadError("reset"), bills=bills)
+    assert [usage for _, usage, _ in bills] == [Usage(7, 3)]  # not events - 1

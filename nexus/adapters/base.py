@@ -23,7 +23,7 @@ class UpstreamRequest(msgspec.Struct):
 
 class StreamTranslator(Protocol):
     usage: Usage | None
-    events: int  # SSE events relayed: about one token each when usage never comes
+    events: int  # token-carrying events relayed: about one token each, if usage never comes
 
     def feed(self, chunk: bytes) -> bytes:
         """Upstream bytes in; the OpenAI SSE bytes ready to send out (maybe none yet)."""

@@ -54,8 +54,9 @@ class OpenAIStream:
         complete, self._buffer = complete_part(self._buffer, chunk)
         if not complete:  # no event ends in it yet: send nothing half-way
             return b""
-        if self.count_events:
-            self.events += complete.count(b"data:")
+        if self.count_events:  # events that carry tokens: not [DONE], not the finish
+            self.events += complete.count(b"data:") - complete.count(b"data: [DONE]") \
+                - complete.count(b'"finish_reason":"') - complete.count(b'"finish_reason": "')
         mention = complete.find(b'"prompt_tokens"')
         if mention == -1:
             return complete

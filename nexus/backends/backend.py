@@ -1,4 +1,6 @@
-"""One configured backend and what this replica knows about it right now."""
+"""One configured backend: what it is (static facts the pipeline reads) and, in
+`state`, what is happening to it (health, load, figures), which only the outcome
+recorder and the fleet merge change."""
 
 from __future__ import annotations
 
@@ -6,21 +8,19 @@ import os
 
 from nexus.backends.health import HealthTracker
 from nexus.backends.kinds import KINDS, Api, Kind, base_url
-from nexus.backends.metrics import BackendMetrics, ema_step, fleet_mean
+from nexus.backends.metrics import BackendMetrics
+from nexus.backends.state import BackendState
 from nexus.config.schema import BackendConfig, HealthCheckConfig
 from nexus.pricing import PriceTable
-
-LATENCY_EMA_ALPHA = 0.2
 
 
 class Backend:
     # Static facts the pipeline reads on every decision are copied into plain slots:
     # one attribute load each, no property call, no walk through `config`.
-    __slots__ = ("_api_key", "base_url", "config", "context_window", "discovered", "free",
-                 "health", "in_flight", "json_mode", "kind", "latency_ema_ms",
-                 "local_latency_ema_ms", "max_concurrent", "metrics", "models", "name",
-                 "openai_api", "prices", "priority", "remote_in_flight", "remote_latency",
-                 "restricted_zone", "tier", "tools", "vision")
+    __slots__ = ("_api_key", "base_url", "config", "context_window", "free", "health",
+                 "json_mode", "kind", "max_concurrent", "metrics", "models", "name",
+                 "openai_api", "prices", "priority", "restricted_zone", "state", "tier",
+                 "tools", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -30,15 +30,11 @@ class Backend:
         self.kind: Kind = KINDS[config.type]
         self.base_url = base_url(config.url)
         self._api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
-        self.health = HealthTracker(health.failure_threshold, health.recovery_threshold)
-        self.discovered: frozenset[str] = frozenset()
+        self.state = BackendState(health.failure_threshold, health.recovery_threshold)
+        # The state's two objects, also here: routing reads them for every candidate.
+        self.health: HealthTracker = self.state.health
+        self.metrics: BackendMetrics = self.state.metrics
         self.models: frozenset[str] = frozenset(config.models)
-        self.in_flight = 0         # this replica's requests to the backend now
-        self.remote_in_flight = 0  # the other replicas', as last published
-        self.local_latency_ema_ms: float | None = None  # this replica's observations
-        self.remote_latency: tuple[float, int] = (0.0, 0)  # others' EMAs: (sum, count)
-        self.latency_ema_ms: float | None = None  # the fleet's: what routing reads
-        self.metrics = BackendMetrics()
         self.prices = PriceTable(config, self.kind.cloud)
         self.free = self.prices.always_free
         self.priority = config.priority
@@ -67,25 +63,42 @@ class Backend:
     def api(self) -> Api:
         return self.kind.api
 
+    # -- the state, read as the pipeline reads it --------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return self.state.in_flight
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:  # tests set the load they route against
+        self.state.in_flight = value
+
+    @property
+    def remote_in_flight(self) -> int:
+        return self.state.remote_in_flight
+
     @property
     def fleet_in_flight(self) -> int:
-        return self.in_flight + self.remote_in_flight
+        return self.state.in_flight + self.state.remote_in_flight
 
     @property
     def load(self) -> float:
-        return min(1.0, (self.in_flight + self.remote_in_flight) / self.max_concurrent)
+        return min(1.0, self.fleet_in_flight / self.max_concurrent)
+
+    @property
+    def latency_ema_ms(self) -> float | None:
+        return self.state.latency_ema_ms
+
+    @property
+    def local_latency_ema_ms(self) -> float | None:
+        return self.state.local_latency_ema_ms
+
+    @property
+    def discovered(self) -> frozenset[str]:
+        return self.state.discovered
 
     def set_discovered(self, models: frozenset[str]) -> None:
-        self.discovered = models
+        self.state.discovered = models
         self.models = models | frozenset(self.config.models)
 
     def observe_latency(self, millis: float) -> None:
-        self.local_latency_ema_ms = ema_step(self.local_latency_ema_ms, millis,
-                                             LATENCY_EMA_ALPHA)
-        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, *self.remote_latency)
-
-    def set_remote_latency(self, total: float, count: int) -> None:
-        """The other replicas' latency averages for this backend (sum, how many)."""
-        self.remote_latency = (total, count)
-        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, total, count)
-
+        self.state.observe_latency(millis)

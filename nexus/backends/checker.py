@@ -7,10 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from redis.exceptions import RedisError
 
-from nexus.aio import stop_if_cancelled
 from nexus.backends.backend import Backend
+from nexus.backends.causes import connection_failure
 from nexus.backends.discovery import (
     Discovery,
     is_loading,
@@ -18,17 +17,20 @@ from nexus.backends.discovery import (
     parse_models,
     request_headers,
 )
+from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
 from nexus.config.schema import HealthCheckConfig
+from nexus.supervise import ticks
 
 log = logging.getLogger(__name__)
 
 
 class HealthChecker:
     def __init__(self, registry: Registry, session: aiohttp.ClientSession,
-                 config: HealthCheckConfig, on_checked: Callable[[], None] = lambda: None,
-                 ) -> None:
+                 config: HealthCheckConfig, recorder: OutcomeRecorder | None = None,
+                 on_checked: Callable[[], None] = lambda: None) -> None:
         self.registry = registry
+        self.recorder = recorder or OutcomeRecorder()
         self.session = session
         self.config = config
         self.on_checked = on_checked  # e.g. wake queued requests: a backend may be back
@@ -37,23 +39,18 @@ class HealthChecker:
                           after: Callable[[], Awaitable[object]] | None = None) -> None:
         """Check every interval while `should_check()` (in a fleet: while this replica
         leads), then run `after` (in a fleet: publish the results)."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += self.config.interval_seconds
+        ticking = ticks(self.config.interval_seconds)
+        await anext(ticking)  # the first round ran at start-up
+        async for _ in ticking:
             if should_check():
                 await self.check_all()
                 if after is not None:
-                    try:
-                        await after()
-                    except RedisError:
-                        stop_if_cancelled()
-            await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free period
+                    await after()
 
     async def check_all(self) -> None:
         results = await asyncio.gather(*(self.discover(b) for b in self.registry))
         for backend, result in zip(self.registry, results, strict=True):
-            self.apply(backend, result)
+            self.recorder.checked(backend, result)
         self.registry.reindex()
         self.on_checked()
 
@@ -68,9 +65,10 @@ class HealthChecker:
                 body = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except TimeoutError:
-            return Discovery(error=f"health check timed out after {self.config.timeout_seconds}s")
+            return Discovery(error=f"health check timed out after "
+                                   f"{self.config.timeout_seconds:g} s")
         except aiohttp.ClientError as exc:
-            return Discovery(error=f"unreachable: {exc.__class__.__name__}")
+            return Discovery(error=f"unreachable: {connection_failure(exc)}")
         return self._interpret(backend, status, body, retry_after)
 
     def _interpret(self, backend: Backend, status: int, body: bytes,
@@ -83,17 +81,3 @@ class HealthChecker:
             return Discovery(models=parse_models(backend.config.type, body))
         except (ValueError, KeyError, TypeError):
             return Discovery(error="model discovery returned an unreadable model list")
-
-    @staticmethod
-    def apply(backend: Backend, result: Discovery) -> None:
-        before = backend.health.state
-        if result.loading:
-            backend.health.loading(result.loading_eta)
-        elif result.models is not None:
-            backend.set_discovered(result.models)
-            backend.health.success()
-        else:
-            backend.health.failure(result.error)
-        if backend.health.state is not before:
-            log.info("backend %s: %s -> %s (%s)", backend.name, before.value,
-                     backend.health.state.value, backend.health.reason)

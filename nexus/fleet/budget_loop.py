@@ -15,6 +15,7 @@ from nexus.budget import BudgetView, month_of, status_of
 from nexus.config.schema import Config
 from nexus.fleet.leader import Leadership
 from nexus.pricing import micro_usd
+from nexus.store.errors import store_errors
 from nexus.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class BudgetReconciliation:
         """Reconcile if we lead; True when a summary was written."""
         if not self.leadership.leading:
             return False
+        with store_errors():
+            return await self._reconcile()
+
+    async def _reconcile(self) -> bool:
         month = month_of()
         expired = await self.store.expire_reservations(month, self.leadership)
         if expired:

@@ -8,7 +8,6 @@ While Redis is away every replica checks its backends itself, as if alone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from nexus.aio import stop_if_cancelled
@@ -27,8 +25,10 @@ from nexus.backends.registry import Registry
 from nexus.config.schema import Config
 from nexus.fleet.budget_loop import BudgetReconciliation
 from nexus.fleet.leader import Leadership
+from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 from nexus.store.redis_store import RedisStore
+from nexus.supervise import Supervisor, ticks
 
 log = logging.getLogger(__name__)
 METRICS_TTL_PERIODS = 5  # a replica silent this many periods drops out of the merge
@@ -85,7 +85,7 @@ _encode = msgspec.json.encode
 
 class Fleet:
     def __init__(self, config: Config, store: RedisStore, registry: Registry,
-                 replica_id: str) -> None:
+                 replica_id: str, supervisor: Supervisor | None = None) -> None:
         assert config.redis is not None
         self.config = config
         self.store = store
@@ -93,6 +93,7 @@ class Fleet:
         self.keys: Keys = store.keys
         self.registry = registry
         self.replica_id = replica_id
+        self.supervisor = supervisor or Supervisor()
         self.leadership = Leadership(self.client, self.keys, replica_id,
                                      config.fleet.lease_ttl_ms)
         self.budget = BudgetReconciliation(config, store, self.leadership)
@@ -106,17 +107,17 @@ class Fleet:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(self.leadership.run_forever(), name="leader-lease"),
-                 asyncio.create_task(self._every(self.period, self.sync), name="fleet-sync"),
-                 asyncio.create_task(self._every(self.budget.interval, self.budget.run_once),
-                                     name="budget-reconciliation")]
+        loops = {"leader-lease": self.leadership.run_forever,
+                 "fleet-sync": lambda: self._every(self.period, self.sync),
+                 "budget-reconciliation": lambda: self._every(self.budget.interval,
+                                                              self.budget.run_once)}
+        for name, loop in loops.items():
+            self.supervisor.start(name, loop)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(RedisError):
+            await self.supervisor.stop(*loops)
+            with contextlib.suppress(StoreError), store_errors():
                 async with self.client.pipeline(transaction=True) as pipe:
                     pipe.delete(self.keys.replica_metrics(self.replica_id))
                     pipe.zrem(self.keys.replicas, self.replica_id)
@@ -124,10 +125,11 @@ class Fleet:
 
     async def sync(self) -> None:
         """One round: publish our figures, read the fleet's, adopt the leader's checks."""
-        await self.publish_metrics()
-        await self.merge_metrics()
-        if not self.leadership.leading:
-            await self.adopt_health()
+        with store_errors():
+            await self.publish_metrics()
+            await self.merge_metrics()
+            if not self.leadership.leading:
+                await self.adopt_health()
 
     # -- backend figures -----------------------------------------------------------------
     async def publish_metrics(self) -> None:
@@ -173,12 +175,18 @@ class Fleet:
                     merged.add(_figures_decoder.decode(raw), now_minute)
         for backend in self.registry:
             merged = totals[backend.name]
-            backend.remote_in_flight = merged.in_flight
-            backend.metrics.set_remote(merged.successes, merged.errors, *merged.ttft)
-            backend.set_remote_latency(*merged.latency)
+            state = backend.state
+            state.remote_in_flight = merged.in_flight
+            state.metrics.set_remote(merged.successes, merged.errors, *merged.ttft)
+            state.set_remote_latency(*merged.latency)
 
     # -- health, checked by the leader ---------------------------------------------------
     async def publish_health(self) -> None:
+        """Publish the leader's check results; a store failure waits for the next round."""
+        with contextlib.suppress(StoreError), store_errors():
+            await self._publish_health()
+
+    async def _publish_health(self) -> None:
         now = time.time()
         fields: dict[str, str | int | float] = {b.name: _encode(PublishedHealth(
             state=b.health.state.value, reason=b.health.reason, models=sorted(b.discovered),
@@ -208,10 +216,11 @@ class Fleet:
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], Awaitable[object]]) -> None:
-        while True:
+        """Run `action` every `seconds`; a store failure waits for the next round (the
+        store's circuit and log say it), anything else crashes to the supervisor."""
+        async for _ in ticks(seconds):
             stop_if_cancelled()
             try:
                 await action()
-            except RedisError:
+            except StoreError:
                 stop_if_cancelled()
-            await asyncio.sleep(seconds)

@@ -15,9 +15,9 @@ import random
 import secrets
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from nexus.aio import stop_if_cancelled
+from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 
@@ -58,31 +58,38 @@ class Leadership:
                 await asyncio.sleep(self.period_seconds * self._rng.uniform(1 - JITTER,
                                                                             1 + JITTER))
         finally:
-            with contextlib.suppress(RedisError, asyncio.CancelledError, TimeoutError):
+            with contextlib.suppress(StoreError, asyncio.CancelledError, TimeoutError):
                 await asyncio.shield(self.release())
 
     async def step(self) -> None:
         """Acquire when free, renew when ours; a Redis error means we cannot know: stop
         leading (the lease will lapse on its own if we held it)."""
         try:
-            if self.leading:
-                if not int(await self._renew(keys=[self.keys.leader],
-                                             args=[self.token, self.ttl_ms])):
-                    self._lose("the lease was lost (expired or taken)")
-            else:
-                epoch = int(await self._acquire(keys=[self.keys.leader, self.keys.leader_epoch],
-                                                args=[self.token, self.ttl_ms]))
-                if epoch:
-                    self._gain(epoch)
-        except RedisError as exc:
+            with store_errors():
+                await self._step()
+        except StoreError as exc:
             stop_if_cancelled()
             if self.leading:
                 self._lose(f"Redis error: {exc}")
 
+    async def _step(self) -> None:
+        if self.leading:
+            if not int(await self._renew(keys=[self.keys.leader],
+                                         args=[self.token, self.ttl_ms])):
+                self._lose("the lease was lost (expired or taken)")
+        else:
+            epoch = int(await self._acquire(keys=[self.keys.leader, self.keys.leader_epoch],
+                                            args=[self.token, self.ttl_ms]))
+            if epoch:
+                self._gain(epoch)
+
     async def release(self) -> None:
         if self.leading:
-            await self._release(keys=[self.keys.leader], args=[self.token])
-            self._lose("released on shutdown")
+            with store_errors():
+                await self._release(keys=[self.keys.leader], args=[self.token])
+            self.epoch = 0
+            log.info("replica %s released the lead on shutdown", self.replica_id)
+            self.changed.set()
 
     async def fenced_hset(self, key: str, fields: dict[str, str | int | float],
                           ttl_seconds: int = 0) -> bool:

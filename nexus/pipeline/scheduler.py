@@ -31,7 +31,7 @@ class SchedulerReconciler:
 
     def decide(self, intent: RoutingIntent) -> RoutingDecision:
         ready = [b for b in intent.candidates
-                 if b.health.routable and b.in_flight + b.remote_in_flight < b.max_concurrent]
+                 if b.health.routable and b.fleet_in_flight < b.max_concurrent]
         if ready:
             route = self._route(intent, ready)
             if len(ready) == len(intent.candidates):  # nothing loading, nothing full

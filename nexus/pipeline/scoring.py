@@ -54,13 +54,14 @@ class Scorer:
         priority_term, min_requests = self._priority_term, self.min_requests
         scores: list[float] = []
         for backend in backends:
-            ema = backend.latency_ema_ms
+            state = backend.state
+            ema = state.latency_ema_ms
             speed = 1.0 if ema is None else LATENCY_REFERENCE_MS / (LATENCY_REFERENCE_MS + ema)
-            in_flight = backend.in_flight + backend.remote_in_flight  # the whole fleet's
+            in_flight = state.in_flight + state.remote_in_flight  # the whole fleet's
             capacity = backend.max_concurrent
             free = 1.0 - in_flight / capacity if in_flight < capacity else 0.0
             # Window sums as QualityReconciler last moved them: exact within the minute.
-            metrics = backend.metrics
+            metrics = state.metrics
             total = metrics.successes + metrics.errors
             quality = 1.0 if total < min_requests else 1.0 - metrics.errors / total
             score: float = priority_term[backend.priority] * free ** e_load \

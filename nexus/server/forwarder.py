@@ -8,11 +8,14 @@ import time
 from collections.abc import Awaitable
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from nexus.adapters import ADAPTERS
 from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.backends.backend import Backend
+from nexus.backends.causes import connection_failure
+from nexus.backends.recorder import Answer, Outcome, OutcomeRecorder
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
 from nexus.pipeline.types import Queue, Route, RoutingDecision
@@ -22,10 +25,9 @@ from nexus.server.call import Call
 from nexus.server.headers import route_headers
 from nexus.server.holds import Holds
 from nexus.server.spend import spend_record
-from nexus.server.stall import StallWatch
-from nexus.server.stats import Stats
-from nexus.server.streaming import relay_stream
-from nexus.server.upstream import UpstreamFailure, classify_status, normalize_error
+from nexus.server.stall import Exchange, StallWatch
+from nexus.server.streaming import Relay
+from nexus.server.upstream import UpstreamFailure, classify_status
 from nexus.server.waiting import QueueFull, WaitQueue
 from nexus.store.base import Store
 
@@ -35,13 +37,13 @@ EVENT_STREAM = "text/event-stream"
 
 class Forwarder:
     def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
-                 max_retries: int, stats: Stats, store: Store, waiting: WaitQueue,
+                 max_retries: int, recorder: OutcomeRecorder, store: Store, waiting: WaitQueue,
                  budget: BudgetConfig | None = None) -> None:
         self.router = router
         self.holds = Holds(store, budget, server.request_timeout_seconds)
         self.session = session
         self.max_retries = max_retries
-        self.stats = stats
+        self.recorder = recorder
         self.store = store
         self.waiting = waiting
         limit = server.request_timeout_seconds
@@ -49,6 +51,17 @@ class Forwarder:
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(limit, 10))
 
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
+        answers: list[Answer] = []  # HTTP errors met on the way: settled when it ends
+        served = False
+        try:
+            response = await self._try_candidates(call, request, answers)
+            served = response.status < 400
+            return response
+        finally:
+            self.recorder.settle(answers, served)
+
+    async def _try_candidates(self, call: Call, request: web.Request,
+                              answers: list[Answer]) -> web.StreamResponse:
         excluded: set[str] = set()
         failure: NexusError | None = None
         for attempt in range(self.max_retries + 1):
@@ -72,8 +85,8 @@ class Forwarder:
                          call.request_id, route.backend.name, exc.error.message)
                 if self.holds.applies(route):
                     await self.holds.let_go(route, call.spend_id)
-                route.backend.metrics.error()
-                self.stats.failure(route.backend.name, exc.error.code)
+                if exc.answer is not None:
+                    answers.append(exc.answer)
                 excluded.add(route.backend.name)
                 failure = exc.error
         assert failure is not None
@@ -105,12 +118,10 @@ class Forwarder:
 
     async def _attempt(self, route: Route, call: Call,
                        request: web.Request) -> web.StreamResponse:
-        backend = route.backend
-        backend.in_flight += 1
         try:
-            return await self._exchange(route, call, request)
+            with self.recorder.in_flight(route.backend):
+                return await self._exchange(route, call, request)
         finally:
-            backend.in_flight -= 1
             self.waiting.wake_one()
 
     async def _exchange(self, route: Route, call: Call,
@@ -129,12 +140,8 @@ class Forwarder:
                 if response.status >= 400:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:
-                    translator = adapter.stream_translator(route.model, call.include_usage,
-                                                           count_events=not backend.free)
-                    out = await relay_stream(response, request, headers, translator,
-                                             backend, self.stats, started, exchange)
-                    self._bill(call, route, translator.usage, translator.events)
-                    return out
+                    return await self._stream(route, call, request, response, headers,
+                                              started, exchange)
                 body, usage = adapter.translate_body(await response.read(), route.model)
         except asyncio.CancelledError:
             if not exchange.cancel_was_ours_alone():
@@ -143,21 +150,44 @@ class Forwarder:
         except TimeoutError:
             raise self._timed_out(backend) from None
         except aiohttp.ClientConnectorError as exc:
-            backend.health.unreachable(f"connection failed: {exc.os_error.strerror}")
-            raise UpstreamFailure(BackendError(f"{backend.name} is unreachable")) from None
+            cause = connection_failure(exc)
+            self.recorder.failed(backend, Outcome.FAILED_BEFORE_FIRST_BYTE, cause, refused=True)
+            raise UpstreamFailure(BackendError(f"{backend.name} is unreachable: {cause}")) \
+                from None
         except (aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
-            backend.health.failure(f"broken response: {exc.__class__.__name__}")
+            cause = connection_failure(exc)
+            self.recorder.failed(backend, Outcome.FAILED_BEFORE_FIRST_BYTE,
+                                 f"broken response: {cause}")
             raise UpstreamFailure(BackendError(
-                f"{backend.name} sent a broken response ({exc.__class__.__name__})")) from None
+                f"{backend.name} sent a broken response ({cause})")) from None
         finally:
             self.watch.close(exchange)
-        self._succeeded(backend, (time.monotonic() - started) * 1000)
-        self.stats.response(backend.name, 200, usage)
-        self._bill(call, route, usage)
+        self.recorder.first_token(backend, (time.monotonic() - started) * 1000)
+        estimated = usage is None
+        usage = usage or self._estimate(route)
+        self.recorder.served(backend, usage, estimated)
+        await self._bill(call, route, usage, estimated)  # in the store before the answer leaves
         return web.Response(body=body, content_type="application/json", headers=headers)
 
+    async def _stream(self, route: Route, call: Call, request: web.Request,
+                      response: aiohttp.ClientResponse, headers: dict[str, str],
+                      started: float, exchange: Exchange) -> web.StreamResponse:
+        translator = ADAPTERS[route.backend.api].stream_translator(
+            route.model, call.include_usage, count_events=True)
+
+        async def bill(usage: Usage, estimated: bool) -> None:
+            await self._bill(call, route, usage, estimated)
+
+        relay = Relay(response, request, headers, translator, route.backend, self.recorder,
+                      exchange, route.cost_estimate.input_tokens, bill)
+        return await relay.run(started)
+
+    @staticmethod
+    def _estimate(route: Route) -> Usage:
+        return Usage(route.cost_estimate.input_tokens, route.cost_estimate.output_tokens)
+
     def _timed_out(self, backend: Backend) -> UpstreamFailure:
-        backend.health.failure("timed out")
+        self.recorder.failed(backend, Outcome.TIMED_OUT, f"timed out after {self.watch.limit:g} s")
         return UpstreamFailure(BackendTimeout(
             f"{backend.name} sent nothing for {self.watch.limit:g}s"))
 
@@ -173,27 +203,17 @@ class Forwarder:
             else {**call.payload, "model": route.model}
         return adapter.prepare(route.backend, call.endpoint, payload, call.stream)
 
-    def _bill(self, call: Call, route: Route, usage: Usage | None,
-              streamed_events: int | None = None) -> None:
+    async def _bill(self, call: Call, route: Route, usage: Usage, estimated: bool) -> None:
         if not route.backend.free:
-            self.store.record_spend(spend_record(call.spend_id, route, usage, streamed_events,
-                                                 self.holds.strict))
-
-    @staticmethod
-    def _succeeded(backend: Backend, millis: float) -> None:
-        backend.observe_latency(millis)
-        backend.metrics.first_token(millis)  # a whole answer's first token came with it
-        backend.metrics.success()
-        backend.health.success()
+            await self.store.commit_spend(spend_record(call.spend_id, route, usage, estimated,
+                                                       self.holds.strict))
 
     async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
                      headers: dict[str, str]) -> web.Response:
         body = await response.read()
-        failure = classify_status(backend, response.status, body,
-                                  response.headers.get("Retry-After"))
+        error, failure = classify_status(backend, response.status, body,
+                                         response.headers.get("Retry-After"), self.recorder)
         if failure is not None:
             raise failure
-        self.stats.response(backend.name, response.status, None)
-        _, shaped = normalize_error(response.status, body)
-        return web.Response(status=response.status, body=shaped,
+        return web.Response(status=error.status, body=msgspec.json.encode(error.body()),
                             content_type="application/json", headers=headers)

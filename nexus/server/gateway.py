@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -13,16 +12,18 @@ from collections.abc import AsyncIterator, Coroutine
 import aiohttp
 
 from nexus.backends.checker import HealthChecker
+from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
+from nexus.backends.stats import Stats
 from nexus.config.schema import Config
 from nexus.fleet.fleet import Fleet
 from nexus.routing.router import Router
 from nexus.server.forwarder import Forwarder
-from nexus.server.stats import Stats
 from nexus.server.waiting import WaitQueue
 from nexus.store import store_for
 from nexus.store.base import Store
 from nexus.store.redis_store import RedisStore
+from nexus.supervise import LoopFactory, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,16 @@ class Gateway:
         self.registry = Registry.from_config(config, environ or dict(os.environ))
         self.store: Store = store or store_for(config)
         self.fleet: Fleet | None = None
+        self.supervisor = Supervisor()  # every background loop of this replica
         if isinstance(self.store, RedisStore):
             self.store.replica_id = self.replica_id
-            self.fleet = Fleet(config, self.store, self.registry, self.replica_id)
+            self.fleet = Fleet(config, self.store, self.registry, self.replica_id,
+                               self.supervisor)
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view)
         self.waiting = WaitQueue(config.queue)
         self.stats = Stats()
+        self.recorder = OutcomeRecorder(self.stats)  # the one writer of backend state
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self.checker: HealthChecker | None = None
@@ -57,16 +61,15 @@ class Gateway:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             self._forwarder = Forwarder(self.router, session, self.config.server,
-                                        self.config.routing.max_retries, self.stats,
+                                        self.config.routing.max_retries, self.recorder,
                                         self.store, self.waiting, self.config.routing.budget)
             checker = HealthChecker(self.registry, session, self.config.health_check,
-                                    on_checked=self.waiting.wake_all)
+                                    self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker
-            await self.store.start()
+            await self.store.start(self.supervisor)
             try:
-                async with self._fleet_running(), _health_loop(
-                        checker, self.config.health_check.enabled, self.fleet), \
-                        _background(self._forwarder.watch.run_forever(), "stall-watch"):
+                async with self._fleet_running(), self._health_loop(checker), \
+                        self.supervisor.running("stall-watch", self._forwarder.watch.run_forever):
                     yield
             finally:
                 self.waiting.wake_all()
@@ -81,33 +84,23 @@ class Gateway:
             yield
 
 
+    @contextlib.asynccontextmanager
+    async def _health_loop(self, checker: HealthChecker) -> AsyncIterator[None]:
+        if not self.config.health_check.enabled:
+            yield
+            return
+        await checker.check_all()  # discover models before the first request arrives
+        fleet = self.fleet
+        if fleet is None:
+            checks: LoopFactory = checker.run_forever
+        else:  # the leader checks for the fleet and publishes; the others adopt its results
+            def checks() -> Coroutine[object, object, None]:
+                return checker.run_forever(lambda: fleet.runs_health_checks,
+                                           fleet.publish_health)
+        async with self.supervisor.running("health-checks", checks):
+            yield
+
+
 def default_replica_id() -> str:
     """host-pid-random: unique across machines, processes and restarts."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-@contextlib.asynccontextmanager
-async def _health_loop(checker: HealthChecker, enabled: bool,
-                       fleet: Fleet | None) -> AsyncIterator[None]:
-    if not enabled:
-        yield
-        return
-    await checker.check_all()  # discover models before the first request arrives
-    if fleet is None:
-        checks = checker.run_forever()
-    else:  # the leader checks for the fleet and publishes; the others adopt its results
-        checks = checker.run_forever(lambda: fleet.runs_health_checks, fleet.publish_health)
-    async with _background(checks, "health-checks"):
-        yield
-
-
-@contextlib.asynccontextmanager
-async def _background(work: Coroutine[object, object, None], name: str) -> AsyncIterator[None]:
-    """Run work as a task while the block runs; cancel it after."""
-    task = asyncio.create_task(work, name=name)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

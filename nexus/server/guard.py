@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from nexus.errors import NexusError, NoViableBackend, Unauthorized, error_for_status
+from nexus.errors import NexusError, Unauthorized, error_for_status
 from nexus.server.request_id import request_id
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def guarded(endpoint: EndpointHandler, keys: frozenset[bytes]) -> Handler:
 
 def error_response(error: NexusError, rid: str) -> web.Response:
     headers = {"X-Nexus-Request-Id": rid}
-    if isinstance(error, NoViableBackend) and error.retry_after is not None:
+    if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return web.Response(status=error.status, body=msgspec.json.encode(error.body()),
                         content_type="application/json", headers=headers)

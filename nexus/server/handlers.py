@@ -83,14 +83,17 @@ async def health(request: web.Request, rid: str) -> web.Response:
     counts = {state.value: 0 for state in Health}
     for backend in gateway.registry:
         counts[backend.health.state.value] += 1
+    failing = gateway.supervisor.failing()
     return json_response({
-        "status": "ok" if counts["healthy"] else "degraded",
+        "status": "ok" if counts["healthy"] and not failing else "degraded",
         "version": __version__,
         "uptime_seconds": round(gateway.stats.uptime(), 3),
         "backends": {"total": len(gateway.registry), **counts},
         "models": len(gateway.registry.available_models()),
         "replica": _replica(gateway),
         "store": msgspec.to_builtins(gateway.store.status()),
+        "loops": {status.name: msgspec.to_builtins(status)
+                  for status in gateway.supervisor.loops.values()},
     })
 
 
@@ -124,6 +127,9 @@ def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
         "failures": {k: n for (b, k), n in counters.failures.items() if b == name},
         "prompt_tokens": counters.prompt_tokens[name],
         "completion_tokens": counters.completion_tokens[name],
+        # The part of the token counts estimated because the backend reported none.
+        "estimated_prompt_tokens": counters.estimated_prompt_tokens[name],
+        "estimated_completion_tokens": counters.estimated_completion_tokens[name],
     }
 
 

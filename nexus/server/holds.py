@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
-
 from nexus.budget import month_of
 from nexus.config.schema import BudgetConfig
 from nexus.errors import NexusError, NoViableBackend
 from nexus.pipeline.types import Route
 from nexus.pricing import micro_usd, usd
 from nexus.store.base import Reservation, Store
+from nexus.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Holds:
         try:
             if await self.store.reserve(reservation):
                 return None
-        except RedisError as exc:
+        except StoreError as exc:
             if self.fail_open:
                 return None
             log.warning("strict budget: cannot reserve on the store (%s); paid backends are "
@@ -65,5 +64,5 @@ class Holds:
         """The request was not served by this backend: release its hold."""
         try:
             await self.store.release(request_id, month_of())
-        except RedisError as exc:  # the leader will expire it; counted at the estimate
+        except StoreError as exc:  # the leader will expire it; counted at the estimate
             log.warning("could not release reservation %s: %s", request_id, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nexus.backends.health import Health
 from nexus.backends.registry import Registry
-from nexus.server.stats import Stats
+from nexus.backends.stats import Stats
 from nexus.store.base import StoreStatus
 
 

@@ -14,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from nexus.adapters.base import StreamTranslator
+from nexus.adapters.base import StreamTranslator, Usage
 from nexus.adapters.sse import error_event
 from nexus.backends.backend import Backend
+from nexus.backends.causes import connection_failure
+from nexus.backends.recorder import Outcome, OutcomeRecorder
 from nexus.errors import BackendError
 from nexus.server.stall import Exchange
-from nexus.server.stats import Stats
 from nexus.server.upstream import UpstreamFailure
 
 log = logging.getLogger(__name__)
@@ -44,91 +45,122 @@ class EventStreamResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-async def relay_stream(response: aiohttp.ClientResponse, request: web.Request,
-                       headers: dict[str, str], translator: StreamTranslator,
-                       backend: Backend, stats: Stats, started: float,
-                       exchange: Exchange) -> web.StreamResponse:
-    chunks = response.content.iter_any()
-    first = await _first_bytes(chunks, translator, backend, exchange)
-    millis = (time.monotonic() - started) * 1000
-    backend.observe_latency(millis)
-    backend.metrics.first_token(millis)
-    headers["Content-Type"] = "text/event-stream"
-    headers["Cache-Control"] = "no-cache"
-    out = EventStreamResponse(headers=headers)
-    try:
-        ended = await _send(out, first, request)
-        if await _relay_rest(chunks, out, translator, backend, exchange, ended):
-            backend.health.success()
-            backend.metrics.success()
-        else:
-            backend.metrics.error()
-    except ClientGone:
-        log.info("client left mid-stream from %s", backend.name)
-    stats.response(backend.name, 200, translator.usage)
-    with contextlib.suppress(ConnectionResetError):
-        await out.write_eof()  # a no-op when [DONE] ended the response already
-    return out
+class Relay:
+    """One backend stream relayed to one client. `bill` runs before the write that ends
+    the response, so a paid answer's cost is in the store before its last byte leaves."""
 
+    def __init__(self, response: aiohttp.ClientResponse, request: web.Request,
+                 headers: dict[str, str], translator: StreamTranslator, backend: Backend,
+                 recorder: OutcomeRecorder, exchange: Exchange, input_estimate: int,
+                 bill: Callable[[Usage, bool], Awaitable[None]]) -> None:
+        self.chunks = response.content.iter_any()
+        self.request = request
+        self.headers = headers
+        self.translator = translator
+        self.backend = backend
+        self.recorder = recorder
+        self.exchange = exchange
+        self.input_estimate = input_estimate  # prompt tokens, should the backend say none
+        self.bill = bill
+        self.billed = False
 
-async def _first_bytes(chunks: AsyncIterator[bytes], translator: StreamTranslator,
-                       backend: Backend, exchange: Exchange) -> bytes:
-    """Read until there is something to send; a failure here is still retryable."""
-    try:
-        async for chunk in chunks:
-            exchange.reads += 1
-            out = translator.feed(chunk)
-            if out:
-                return out
-    except UPSTREAM_ERRORS as exc:
-        backend.health.failure(f"stream broke before the first byte: {exc.__class__.__name__}")
-        raise UpstreamFailure(BackendError(f"{backend.name} dropped the stream")) from None
-    backend.health.failure("empty stream")
-    raise UpstreamFailure(BackendError(f"{backend.name} closed the stream without data"))
+    async def run(self, started: float) -> web.StreamResponse:
+        first = await self._first_bytes()
+        self.recorder.first_token(self.backend, (time.monotonic() - started) * 1000)
+        self.headers["Content-Type"] = "text/event-stream"
+        self.headers["Cache-Control"] = "no-cache"
+        out = EventStreamResponse(headers=self.headers)
+        try:
+            ended = await self._send(out, first, prepare=True)
+            if await self._relay_rest(out, ended):
+                self.recorder.served(self.backend, *self.usage())
+        except ClientGone:  # the backend did its part: never held against it
+            log.info("client left mid-stream from %s", self.backend.name)
+            self.recorder.served(self.backend, *self.usage())
+        await self._bill_once()  # a stream cut short or left is billed for what went out
+        with contextlib.suppress(ConnectionResetError):
+            await out.write_eof()  # a no-op when [DONE] ended the response already
+        return out
 
+    def usage(self) -> tuple[Usage, bool]:
+        """(usage, estimated): the backend's, or the routing estimate of the input and
+        one output token per relayed event (servers stream a token an event)."""
+        if self.translator.usage is not None:
+            return self.translator.usage, False
+        return Usage(self.input_estimate, self.translator.events), True
 
-async def _relay_rest(chunks: AsyncIterator[bytes], out: web.StreamResponse,
-                      translator: StreamTranslator, backend: Backend, exchange: Exchange,
-                      ended: bool) -> bool:
-    """Relay to `[DONE]` or the end; False when the backend broke the stream first (the
-    client is told). After `[DONE]` the rest is read but not sent: the client has its
-    answer, and reading to the end lets the backend's connection serve again.
+    async def _bill_once(self) -> None:
+        if not self.billed:
+            self.billed = True
+            await self.bill(*self.usage())
 
-    A failed write leaves as ClientGone, never as one of UPSTREAM_ERRORS (aiohttp's
-    reset error is both a ClientError and a ConnectionResetError), so only a failed
-    read is the backend's fault."""
-    try:
-        async for chunk in chunks:
-            exchange.reads += 1
+    async def _first_bytes(self) -> bytes:
+        """Read until there is something to send; a failure here is still retryable. An
+        empty stream is an answer (llama.cpp's to a prompt over its context), not a
+        sign that the backend is down."""
+        try:
+            async for chunk in self.chunks:
+                self.exchange.reads += 1
+                out = self.translator.feed(chunk)
+                if out:
+                    return out
+        except UPSTREAM_ERRORS as exc:
+            cause = connection_failure(exc)
+            self.recorder.failed(self.backend, Outcome.FAILED_BEFORE_FIRST_BYTE,
+                                 f"stream broke before the first byte: {cause}")
+            raise UpstreamFailure(BackendError(
+                f"{self.backend.name} dropped the stream ({cause})")) from None
+        error = BackendError(f"{self.backend.name} closed the stream without data (llama.cpp "
+                             "does this for a prompt longer than its context)",
+                             code="empty_stream")
+        answer = self.recorder.answered(self.backend, 200, "empty_stream")
+        raise UpstreamFailure(error, answer)
+
+    async def _relay_rest(self, out: web.StreamResponse, ended: bool) -> bool:
+        """Relay to `[DONE]` or the end; False when the backend broke the stream first (the
+        client is told). After `[DONE]` the rest is read but not sent: the client has its
+        answer, and reading to the end lets the backend's connection serve again.
+
+        A failed write leaves as ClientGone, never as one of UPSTREAM_ERRORS (aiohttp's
+        reset error is both a ClientError and a ConnectionResetError), so only a failed
+        read is the backend's fault."""
+        try:
+            async for chunk in self.chunks:
+                self.exchange.reads += 1
+                if ended:
+                    continue
+                data = self.translator.feed(chunk)
+                if data:
+                    ended = await self._send(out, data)
+        except UPSTREAM_ERRORS as exc:
             if ended:
-                continue
-            data = translator.feed(chunk)
-            if data:
-                ended = await _send(out, data)
-    except UPSTREAM_ERRORS as exc:
-        if ended:
-            log.info("%s broke its stream after [DONE]: %s", backend.name,
-                     exc.__class__.__name__)
-            return True
-        backend.health.failure(f"stream broke: {exc.__class__.__name__}")
+                log.info("%s broke its stream after [DONE]: %s", self.backend.name,
+                         connection_failure(exc))
+                return True
+            return await self._broken(out, exc)
+        return True
+
+    async def _broken(self, out: web.StreamResponse, exc: BaseException) -> bool:
+        cause = connection_failure(exc)
+        self.recorder.failed(self.backend, Outcome.STREAM_BROKE, f"stream broke: {cause}")
         what = f"went silent ({exc})" if isinstance(exc, TimeoutError) \
-            else "dropped the stream"
-        await _send(out, error_event(f"{backend.name} {what} mid-response",
-                                     code="backend_stream_interrupted"))
+            else f"dropped the stream ({cause})"
+        await self._bill_once()
+        await self._send(out, error_event(f"{self.backend.name} {what} mid-response",
+                                          code="backend_stream_interrupted"))
         return False
-    return True
 
-
-async def _send(out: web.StreamResponse, data: bytes, request: web.Request | None = None) -> bool:
-    """Write data (preparing the response first when given the request); True when the
-    data held `[DONE]` and so also ended the response."""
-    try:
-        if request is not None:
-            await out.prepare(request)
-        if data.endswith(_END):
-            await out.write_eof(data)
-            return True
-        await out.write(data)
-    except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
-        raise ClientGone from None
-    return False
+    async def _send(self, out: web.StreamResponse, data: bytes, prepare: bool = False) -> bool:
+        """Write data (preparing the response first); True when the data held `[DONE]` and
+        so also ended the response, after the cost was recorded."""
+        try:
+            if prepare:
+                await out.prepare(self.request)
+            if data.endswith(_END):
+                await self._bill_once()
+                await out.write_eof(data)
+                return True
+            await out.write(data)
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
+            raise ClientGone from None
+        return False

@@ -12,6 +12,7 @@ from typing import Protocol
 import msgspec
 
 from nexus.budget import BudgetView
+from nexus.supervise import Supervisor
 
 
 class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +49,7 @@ class StoreStatus(msgspec.Struct, kw_only=True):
     snapshot_age_seconds: float | None     # None before the first snapshot
     pending_spend_records: int = 0         # costs not yet confirmed by the store
     last_error: str = ""
+    circuit_open: bool = False             # requests no longer wait on the store
 
 
 class Store(Protocol):
@@ -59,9 +61,13 @@ class Store(Protocol):
     def record_spend(self, record: SpendRecord) -> None:
         """Count one request's cost; returns at once, never loses it, never counts it twice."""
 
+    async def commit_spend(self, record: SpendRecord) -> None:
+        """Count one request's cost and return once the shared store has it, or, while
+        the store cannot be reached, once it waits in this replica's buffer."""
+
     async def reserve(self, reservation: Reservation) -> bool:
         """Strict budgets: hold the estimate unless spent + reserved + estimate > limit.
-        May raise when the shared store is unreachable."""
+        Raises StoreError when the shared store cannot answer."""
 
     async def release(self, request_id: str, month: str) -> None:
         """Let go of a reservation whose request was not served (no cost)."""
@@ -75,7 +81,8 @@ class Store(Protocol):
     async def sync(self) -> None:
         """Write what is buffered and re-read the snapshot now (tests, CLI, shutdown)."""
 
-    async def start(self) -> None: ...
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the store's background loops (under `supervisor` when given)."""
 
     async def close(self) -> None:
         """Flush what is buffered, then let go of connections."""

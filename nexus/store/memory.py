@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from nexus.budget import BudgetView, month_of
 from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
+from nexus.supervise import Supervisor
 
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 
@@ -47,6 +48,9 @@ class MemoryStore:
         self._by_model.setdefault(record.month, Counter())[record.model] += \
             record.cost_micro_usd
 
+    async def commit_spend(self, record: SpendRecord) -> None:
+        self.record_spend(record)
+
     async def reserve(self, reservation: Reservation) -> bool:
         if reservation.request_id in self._reservations:
             return True
@@ -80,7 +84,7 @@ class MemoryStore:
     async def sync(self) -> None:
         return None
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor | None = None) -> None:
         return None
 
     async def close(self) -> None:

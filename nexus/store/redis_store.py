@@ -24,8 +24,11 @@ from nexus.aio import stop_if_cancelled
 from nexus.budget import BudgetView, month_of
 from nexus.config.schema import RedisConfig
 from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
+from nexus.store.circuit import Circuit
+from nexus.store.errors import StoreError, store_error, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
+from nexus.supervise import Supervisor, ticks
 
 if TYPE_CHECKING:
     from nexus.fleet.leader import Leadership
@@ -58,10 +61,12 @@ class RedisStore:
         self._snapshot_month = month()
         self._snapshot_at: float | None = None
         self._pending: dict[str, SpendRecord] = {}  # written to Redis not yet confirmed
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # commit_spend callers, by id
+        self.circuit = Circuit()
         self._pending_total: dict[str, int] = {}     # month -> micro-USD in _pending
         self._view: BudgetView | None = None         # what budget_view() hands out now
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: Supervisor | None = None
         self.connected = False
         self.last_error = ""
 
@@ -99,6 +104,27 @@ class RedisStore:
         self._view = None
         self._wake.set()
 
+    async def commit_spend(self, record: SpendRecord) -> None:
+        """Return once Redis has the cost, or, while it cannot be reached, once the cost
+        waits in this replica's buffer. Concurrent callers share one write."""
+        self.record_spend(record)
+        if record.request_id not in self._pending or self.circuit.open:
+            return
+        waiter = self._waiting.get(record.request_id)
+        if waiter is None:
+            waiter = self._waiting[record.request_id] = \
+                asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
+
+    def _release_waiters(self, request_ids: list[str] | None = None) -> None:
+        """Wake commit_spend callers: their records are written (or, on failure, wait in
+        the buffer, which is all that can be promised while Redis is away)."""
+        ids = list(self._waiting) if request_ids is None else request_ids
+        for request_id in ids:
+            waiter = self._waiting.pop(request_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
     @property
     def pending(self) -> int:
         """Costs recorded here but not yet confirmed by Redis."""
@@ -108,27 +134,27 @@ class RedisStore:
         age = self.snapshot_age()
         return StoreStatus(kind=self.name, connected=self.connected,
                            snapshot_age_seconds=None if age is None else round(age, 3),
-                           pending_spend_records=len(self._pending), last_error=self.last_error)
+                           pending_spend_records=len(self._pending), last_error=self.last_error,
+                           circuit_open=self.circuit.open)
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        self._supervisor = supervisor or Supervisor()
         try:
             await self.refresh()
-        except RedisError as exc:
+        except StoreError as exc:
             log.warning("Redis at %s is unreachable (%s): routing starts without a budget "
                         "snapshot and spend is buffered until it returns", self._where(), exc)
-        self._tasks = [asyncio.create_task(self._write_forever(), name="redis-spend"),
-                       asyncio.create_task(self._refresh_forever(), name="redis-snapshot")]
+        self._supervisor.start("redis-spend", self._write_forever)
+        self._supervisor.start("redis-snapshot", self._refresh_forever)
 
     async def close(self, flush_seconds: float = 5.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(TimeoutError, RedisError):
+        if self._supervisor is not None:
+            await self._supervisor.stop("redis-spend", "redis-snapshot")
+        with contextlib.suppress(TimeoutError, StoreError):
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
+        self._release_waiters()
         if self._pending:
             lost = sum(r.cost_micro_usd for r in self._pending.values())
             log.error("shutting down with %d cost record(s), %d micro-USD, not written to "
@@ -147,8 +173,7 @@ class RedisStore:
             spent, reserved = await self.client.mget(self.keys.spend_total(month),
                                                      self.keys.reserved_total(month))
         except RedisError as exc:
-            self._lost(exc)
-            raise
+            raise self._lost(exc) from exc
         self._spent, self._reserved = int(spent or 0), int(reserved or 0)
         self._snapshot_month = month
         self._snapshot_at = self._clock()
@@ -156,20 +181,27 @@ class RedisStore:
         self._found()
 
     async def flush(self) -> None:
-        """Write every pending record; raise RedisError if Redis fails meanwhile."""
-        while self._pending:
-            batch = list(self._pending.values())[:WRITE_BATCH]
-            try:
-                results = await self._write_batch(batch)
-            except RedisError as exc:
-                self._lost(exc)
-                raise
-            for record, result in zip(batch, results, strict=True):
-                if isinstance(result, RedisError):
-                    self._lost(result)
-                    raise result
-                self._confirmed(record)
-            self._found()
+        """Write every pending record; raise StoreError if Redis fails meanwhile (the
+        records stay pending, and their commit_spend callers are let go)."""
+        try:
+            while self._pending:
+                await self._write_pending()
+        except StoreError:
+            self._release_waiters()
+            raise
+
+    async def _write_pending(self) -> None:
+        batch = list(self._pending.values())[:WRITE_BATCH]
+        try:
+            results = await self._write_batch(batch)
+        except RedisError as exc:
+            raise self._lost(exc) from exc
+        for record, result in zip(batch, results, strict=True):
+            if isinstance(result, RedisError):
+                raise self._lost(result)
+            self._confirmed(record)
+        self._release_waiters([record.request_id for record in batch])
+        self._found()
 
     async def _write_batch(self, batch: list[SpendRecord]) -> list[object]:
         """One command for the whole batch: spend.lua counts each record once. A Redis
@@ -193,6 +225,13 @@ class RedisStore:
 
     # -- strict budgets ------------------------------------------------------------------
     async def reserve(self, reservation: Reservation) -> bool:
+        self.circuit.check()  # a frozen Redis must not hold the request for its timeout
+        try:
+            return await self._reserve_now(reservation)
+        except RedisError as exc:
+            raise self._lost(exc) from exc
+
+    async def _reserve_now(self, reservation: Reservation) -> bool:
         keys, month = self.keys, reservation.month
         details = msgspec.json.encode({
             "micro_usd": str(reservation.estimate_micro_usd), "backend": reservation.backend,
@@ -211,10 +250,20 @@ class RedisStore:
     async def release(self, request_id: str, month: str) -> None:
         record = SpendRecord(request_id=request_id, month=month, backend="", model="",
                              cost_micro_usd=0, reserved=True)
-        await self._write_batch([record])
+        if self.circuit.open:  # written with the next batch, or expired by the leader
+            self.record_spend(record)
+            return
+        try:
+            await self._write_batch([record])
+        except RedisError as exc:
+            raise self._lost(exc) from exc
 
     async def expire_reservations(self, month: str, leadership: Leadership) -> int:
         """Leader only: count the estimate of reservations past their expiry as spent."""
+        with store_errors():
+            return await self._expire_now(month, leadership)
+
+    async def _expire_now(self, month: str, leadership: Leadership) -> int:
         keys = self.keys
         now_ms = int(time.time() * 1000)
         ids = [str(i) for i in await self.client.zrangebyscore(
@@ -252,19 +301,18 @@ class RedisStore:
             try:
                 await self.flush()
                 failures = 0
-            except RedisError:
+            except StoreError:
                 stop_if_cancelled()
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
                 failures += 1
                 self._wake.set()  # try again: nothing pending is ever dropped
 
     async def _refresh_forever(self) -> None:
-        while True:
+        async for _ in ticks(self.config.snapshot_interval_seconds):
             stop_if_cancelled()
-            await asyncio.sleep(self.config.snapshot_interval_seconds)
             try:
                 await self.refresh()
-            except RedisError:
+            except StoreError:
                 stop_if_cancelled()
                 continue
             if self._pending:
@@ -272,6 +320,10 @@ class RedisStore:
 
     # -- breakdown for operators ---------------------------------------------------------
     async def breakdown(self, month: str) -> SpendBreakdown:
+        with store_errors():
+            return await self._breakdown_now(month)
+
+    async def _breakdown_now(self, month: str) -> SpendBreakdown:
         keys = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.get(keys.spend_total(month))
@@ -285,16 +337,21 @@ class RedisStore:
                               by_model={k: int(v) for k, v in by_model.items()})
 
     # -- connection state ----------------------------------------------------------------
-    def _lost(self, exc: RedisError) -> None:
+    def _lost(self, exc: RedisError) -> StoreError:
+        """Note the failure (the circuit counts it) and return it as a StoreError."""
+        error = store_error(exc)
         if self.connected:
             log.warning("lost Redis at %s: %s; routing goes on from the last snapshot",
-                        self._where(), exc)
-        self.connected, self.last_error = False, str(exc) or exc.__class__.__name__
+                        self._where(), error)
+        self.connected, self.last_error = False, str(error)
+        self.circuit.failed()
+        return error
 
     def _found(self) -> None:
         if not self.connected:
             log.info("connected to Redis at %s", self._where())
         self.connected, self.last_error = True, ""
+        self.circuit.succeeded()
 
     def _where(self) -> str:
         pool = self.client.connection_pool.connection_kwargs

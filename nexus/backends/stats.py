@@ -15,13 +15,21 @@ class Stats:
         self.failures: Counter[tuple[str, str]] = Counter()     # (backend, kind)
         self.prompt_tokens: Counter[str] = Counter()
         self.completion_tokens: Counter[str] = Counter()
+        # The part of the token counts that was estimated: the backend reported none
+        # (llama-cpp-python's streams ignore stream_options.include_usage).
+        self.estimated_prompt_tokens: Counter[str] = Counter()
+        self.estimated_completion_tokens: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()                 # status of unrouted requests
 
-    def response(self, backend: str, status: int, usage: Usage | None) -> None:
+    def response(self, backend: str, status: int, usage: Usage | None,
+                 estimated: bool = False) -> None:
         self.responses[backend, status] += 1
         if usage is not None:
             self.prompt_tokens[backend] += usage.prompt_tokens
             self.completion_tokens[backend] += usage.completion_tokens
+            if estimated:
+                self.estimated_prompt_tokens[backend] += usage.prompt_tokens
+                self.estimated_completion_tokens[backend] += usage.completion_tokens
 
     def failure(self, backend: str, kind: str) -> None:
         self.failures[backend, kind] += 1

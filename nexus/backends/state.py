@@ -1,0 +1,39 @@
+"""What is happening to one backend right now: health, load and figures.
+
+A `Backend` is what the configuration says a backend is; its `BackendState` is
+what this replica has seen of it. The pipeline only reads state; the
+`OutcomeRecorder` (request outcomes and active checks) and the fleet merge (the
+other replicas' figures, the leader's checks) are the only writers.
+"""
+
+from __future__ import annotations
+
+from nexus.backends.health import HealthTracker
+from nexus.backends.metrics import BackendMetrics, ema_step, fleet_mean
+
+LATENCY_EMA_ALPHA = 0.2
+
+
+class BackendState:
+    __slots__ = ("discovered", "health", "in_flight", "latency_ema_ms", "local_latency_ema_ms",
+                 "metrics", "remote_in_flight", "remote_latency")
+
+    def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
+        self.health = HealthTracker(failure_threshold, recovery_threshold)
+        self.metrics = BackendMetrics()
+        self.discovered: frozenset[str] = frozenset()
+        self.in_flight = 0         # this replica's requests to the backend now
+        self.remote_in_flight = 0  # the other replicas', as last published
+        self.local_latency_ema_ms: float | None = None  # this replica's observations
+        self.remote_latency: tuple[float, int] = (0.0, 0)  # others' EMAs: (sum, count)
+        self.latency_ema_ms: float | None = None  # the fleet's: what routing reads
+
+    def observe_latency(self, millis: float) -> None:
+        self.local_latency_ema_ms = ema_step(self.local_latency_ema_ms, millis,
+                                             LATENCY_EMA_ALPHA)
+        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, *self.remote_latency)
+
+    def set_remote_latency(self, total: float, count: int) -> None:
+        """The other replicas' latency averages for this backend (sum, how many)."""
+        self.remote_latency = (total, count)
+        self.latency_ema_ms = fleet_mean(self.local_latency_ema_ms, total, count)
