@@ -26,6 +26,7 @@ class Behaviour:
     status: int | None = None        # answer inference requests with this error status
     models_status: int | None = None  # answer model discovery with this error status
     fail_times: int = 0              # with status: fail only the first N requests
+    retry_after: str | None = None   # with status: the Retry-After header to send
     loading: bool = False            # answer 503 "loading model" everywhere
     loading_eta: float | None = None
     chunks: int = 3                  # content chunks in a stream
@@ -37,6 +38,11 @@ class Behaviour:
     reply: str = ""                  # default: "hello from <name>"
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
+    # llama-cpp-python's habits: a parameter of the wrong type is a 500 with pydantic's
+    # validation message; a prompt over `context_window` is a 400
+    # context_length_exceeded, or, streamed, an empty event stream.
+    strict_types: bool = False
+    context_window: int | None = None
 
 
 @dataclass
@@ -111,8 +117,10 @@ class MockBackend:
             return web.json_response(body, status=503)
         if b.status is not None and (b.fail_times == 0 or self._failures < b.fail_times):
             self._failures += 1
+            headers = {"Retry-After": b.retry_after} if b.retry_after else None
             return web.json_response({"error": {"message": f"mock {self.name} failing",
-                                                "type": "server_error"}}, status=b.status)
+                                                "type": "server_error"}}, status=b.status,
+                                     headers=headers)
         if b.drop_before_answer:
             assert request.transport is not None
             request.transport.close()
@@ -172,7 +180,7 @@ class MockBackend:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        gated = await self._gate(request)
+        gated = await self._gate(request) or self._llama_cpp_refusal(body)
         if gated is not None:
             return gated
         if body.get("stream"):
@@ -188,6 +196,28 @@ class MockBackend:
         if self.behaviour.stall_body:
             return await self._stalled(request, json.dumps(answer).encode())
         return web.json_response(answer)
+
+    def _llama_cpp_refusal(self, body: dict[str, Any]) -> web.StreamResponse | None:
+        b = self.behaviour
+        if b.strict_types:
+            for name in ("temperature", "top_p", "max_tokens"):
+                value = body.get(name)
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, int | float)):
+                    return _validation_error(name, value)
+        if b.context_window is not None and self._prompt_tokens(body) > b.context_window:
+            if body.get("stream"):
+                return _EmptyStream()
+            return web.json_response({"error": {
+                "message": f"Requested tokens ({self._prompt_tokens(body)}) exceed context "
+                           f"window of {b.context_window}",
+                "type": "invalid_request_error", "param": "messages",
+                "code": "context_length_exceeded"}}, status=400)
+        return None
+
+    @staticmethod
+    def _prompt_tokens(body: dict[str, Any]) -> int:
+        return len(json.dumps(body.get("messages") or body.get("prompt") or "")) // 4
 
     async def _stalled(self, request: web.Request, data: bytes) -> web.StreamResponse:
         """Promise the whole body, send half of it, wait for `release`, send the rest."""
@@ -314,6 +344,21 @@ class MockBackend:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": len(self.chat_requests())})
+
+
+def _validation_error(name: str, value: Any) -> web.Response:
+    """llama-cpp-python's answer to a body its pydantic model refuses."""
+    detail = [{"type": "float_parsing", "loc": ["body", name],
+               "msg": "Input should be a valid number", "input": value}]
+    return web.json_response({"error": {"message": str(detail), "type": "internal_server_error",
+                                        "param": None, "code": None}}, status=500)
+
+
+class _EmptyStream(web.StreamResponse):
+    """An event stream that ends before its first event."""
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Content-Type": "text/event-stream"})
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import make_mocked_request
 
+from nexus.adapters.base import Usage
 from nexus.adapters.openai import OpenAIStream
 from nexus.backends.backend import Backend
-from nexus.adapters.base import Usage
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.server.stall import Exchange
 from nexus.server.streaming import Relay

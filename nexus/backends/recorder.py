@@ -49,6 +49,7 @@ class Answer(msgspec.Struct, frozen=True):
     backend: Backend
     status: int
     kind: str  # the error's code or type: with the status, what "the same way" means
+    failing: bool  # a failure of the backend's (5xx, empty stream), not a refusal (4xx)
 
 
 class OutcomeRecorder:
@@ -83,10 +84,11 @@ class OutcomeRecorder:
         self.stats.response(backend.name, 200, usage, estimated)
 
     def answered(self, backend: Backend, status: int, kind: str) -> Answer:
-        """An HTTP error from the backend: counted in stats now; whether it counts in the
-        error rate is decided by `settle` when the request ends."""
+        """An HTTP error from the backend (or an empty stream, `status` 200): counted in
+        stats now; whether it counts in the error rate, `settle` decides when the
+        request ends."""
         self.stats.response(backend.name, status, None)
-        return Answer(backend, status, kind)
+        return Answer(backend, status, kind, failing=status >= 500 or status < 400)
 
     def failed(self, backend: Backend, outcome: Outcome, reason: str,
                refused: bool = False) -> None:
@@ -119,7 +121,7 @@ class OutcomeRecorder:
         same = all(a.status == first.status and a.kind == first.kind for a in answers)
         if served or not same:
             for answer in answers:
-                if answer.status >= 500:
+                if answer.failing:
                     answer.backend.state.metrics.error()
                     self.stats.failure(answer.backend.name, Outcome.UPSTREAM_ERROR.value)
 

@@ -12,6 +12,9 @@ from nexus.pipeline.types import RejectionReason
 ACTIONABILITY = ("TierReconciler", "RequestAnalyzer", "BudgetReconciler",
                  "PrivacyReconciler", "QualityReconciler", "SchedulerReconciler")
 RETRY_NOTE = "failed earlier in this request"
+# Stages whose rejections pass by themselves: a backend comes back up, frees capacity,
+# loads its model, or its error rate falls.
+WAITING_HELPS = frozenset({"SchedulerReconciler", "QualityReconciler"})
 
 
 def no_viable_backend(model: str, reasons: list[RejectionReason]) -> NoViableBackend:
@@ -35,3 +38,12 @@ def _rank(reason: RejectionReason) -> tuple[int, int]:
     stage = ACTIONABILITY.index(reason.stage) if reason.stage in ACTIONABILITY \
         else len(ACTIONABILITY)
     return stage, reason.reason == RETRY_NOTE  # a retried backend's hint helps least
+
+
+def waiting_helps(error: NoViableBackend) -> bool:
+    """Whether the 503 can pass by itself: a stage whose reasons time heals refused some
+    backend, or the backends could not be asked for their models yet."""
+    if error.code == "backends_not_reachable":
+        return True
+    groups = error.extra.get("rejection_reasons") or []
+    return any(group["stage"] in WAITING_HELPS for group in groups)

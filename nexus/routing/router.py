@@ -15,8 +15,8 @@ import msgspec
 
 from nexus.backends.registry import Registry
 from nexus.budget import BudgetView, month_of
-from nexus.config.schema import QualityConfig, QueueConfig, RoutingConfig
-from nexus.errors import ModelNotFound, NoViableBackend
+from nexus.config.schema import HealthCheckConfig, QualityConfig, QueueConfig, RoutingConfig
+from nexus.errors import ContextLengthExceeded, ModelNotFound, NoViableBackend
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.analyzer import RequestAnalyzer
 from nexus.pipeline.budget import BudgetReconciler
@@ -30,10 +30,11 @@ from nexus.pipeline.scoring import ScoreParts, Scorer
 from nexus.pipeline.strategies import Strategies
 from nexus.pipeline.tier import TierReconciler
 from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingDecision
-from nexus.routing.rejection import no_viable_backend
+from nexus.routing.rejection import no_viable_backend, waiting_helps
 from nexus.routing.request import RoutingRequest
 
 CHAIN_CACHE_SIZE = 4096
+MAX_RETRY_AFTER = 300  # seconds: a hint to retry, not a promise
 
 
 class ScoreRow(msgspec.Struct):
@@ -62,9 +63,14 @@ class Router:
                  rng: random.Random | None = None, *,
                  quality: QualityConfig | None = None, queue: QueueConfig | None = None,
                  budget_view: Callable[[], BudgetView] | None = None,
+                 health: HealthCheckConfig | None = None,
                  extra_stages: Sequence[Reconciler] = ()) -> None:
         self.config = config
         self.registry = registry
+        # How long a backend that is down needs to come back: its recovery checks.
+        checks = health or HealthCheckConfig()
+        self.recovery_seconds = min(MAX_RETRY_AFTER, max(1, math.ceil(
+            checks.interval_seconds * checks.recovery_threshold)))
         self._chains: dict[str, list[str | None]] = {}
         quality = quality or QualityConfig()
         self.scheduler = SchedulerReconciler(
@@ -93,7 +99,34 @@ class Router:
             raise QueueRequired(_message(request.model, decision.rejection_reasons), decision)
         if not decision.model_known:
             raise self._unknown_model(request.model)
+        needed = self._never_fits(request)
+        if needed:
+            raise ContextLengthExceeded(
+                f"The request needs about {needed} tokens of context, more than any backend "
+                f"serving '{request.model}' has; shorten the messages or lower max_tokens",
+                param="messages")
         raise no_viable_backend(request.model, decision.rejection_reasons)
+
+    def with_retry_hint(self, error: NoViableBackend) -> NoViableBackend:
+        """The 503 with Retry-After when waiting helps: a backend coming back after its
+        recovery checks, freeing capacity, or loading its model (the HTTP layer's
+        concern: `select_backend` itself reports only what the queue estimated)."""
+        if error.retry_after is None and waiting_helps(error):
+            error.retry_after = self.recovery_seconds
+        return error
+
+    def _never_fits(self, request: RoutingRequest) -> int:
+        """The context the request needs when no backend of any model in its fallback
+        chain has that much (no wait or retry helps: a 400, not a 503); else 0."""
+        needs = request.requirements
+        if needs is None or not needs.context_needed:
+            return 0
+        resolved = resolve(request.model, self.config.aliases)
+        models = [resolved, *(resolve(m, self.config.aliases)
+                              for m in self.config.fallbacks.get(resolved, []))]
+        windows = [b.context_window for m in models for b in self.registry.serving(m)]
+        fits = not windows or any(w is None or w >= needs.context_needed for w in windows)
+        return 0 if fits else needs.context_needed
 
     def decide(self, request: RoutingRequest, trace: Trace | None = None) -> RoutingDecision:
         """Run the pipeline for the model, then down its fallback chain, until one routes.
@@ -154,7 +187,8 @@ class Router:
         silent = [b.name for b in self.registry if not b.models and not b.health.routable]
         if silent:
             return NoViableBackend(f"The model '{model}' is not known, and these backends "
-                                   f"could not be asked for their models: {', '.join(silent)}")
+                                   f"could not be asked for their models: {', '.join(silent)}",
+                                   code="backends_not_reachable")
         return ModelNotFound(f"The model '{model}' does not exist on any backend",
                              param="model")
 

@@ -19,7 +19,8 @@ def create_app(config: Config, environ: dict[str, str] | None = None) -> web.App
     env = dict(os.environ) if environ is None else environ
     keys = client_keys(config, env)
     app = web.Application(client_max_size=config.server.max_body_bytes,
-                          handler_args={"max_field_size": 16384})
+                          # nexus.server.body inflates gzip and deflate, bounded
+                          handler_args={"max_field_size": 16384, "auto_decompress": False})
     app[GATEWAY] = Gateway(config, env)
     app.cleanup_ctx.append(_lifecycle)
     _add_routes(app, keys)

@@ -68,9 +68,9 @@ class Forwarder:
             try:
                 routed = self._route(call, frozenset(excluded), attempt)
                 route = routed if isinstance(routed, Route) else await routed
-            except NoViableBackend:
+            except NoViableBackend as error:
                 if failure is None:
-                    raise
+                    raise self.router.with_retry_hint(error) from None
                 break
             if self.holds.applies(route):
                 refused = await self.holds.hold(route, call.spend_id)

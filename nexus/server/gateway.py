@@ -42,7 +42,8 @@ class Gateway:
             self.fleet = Fleet(config, self.store, self.registry, self.replica_id,
                                self.supervisor)
         self.router = Router(config.routing, self.registry, quality=config.quality,
-                             queue=config.queue, budget_view=self.store.budget_view)
+                             queue=config.queue, budget_view=self.store.budget_view,
+                             health=config.health_check)
         self.waiting = WaitQueue(config.queue)
         self.stats = Stats()
         self.recorder = OutcomeRecorder(self.stats)  # the one writer of backend state

@@ -13,6 +13,7 @@ from nexus.pipeline.aliases import resolve
 from nexus.pipeline.types import Endpoint
 from nexus.routing.explain import explain
 from nexus.routing.request import RoutingRequest
+from nexus.server.body import read_body
 from nexus.server.call import Call
 from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
@@ -32,7 +33,8 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
     """The handler of one proxied endpoint (one coroutine per request, no layers)."""
 
     async def proxy(request: web.Request, rid: str) -> web.StreamResponse:
-        body = await request.read()
+        gateway = request.app[GATEWAY]
+        body = await read_body(request, gateway.config.server.max_body_bytes)
         view = parse_body(endpoint, body)
         options = view.stream_options or {}
         call = Call(request_id=rid, endpoint=endpoint, model=view.model, body=body,
@@ -41,7 +43,7 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
                     include_usage=bool(options.get("include_usage")),
                     flags=request_flags(request.headers),
                     priority=request_priority(request.headers))
-        return await request.app[GATEWAY].forwarder.serve(call, request)
+        return await gateway.forwarder.serve(call, request)
 
     return proxy
 
@@ -53,7 +55,8 @@ embeddings = _proxy("embeddings")
 
 async def routing_explain(request: web.Request, rid: str) -> web.Response:
     """Run the pipeline on a chat request body without sending it anywhere."""
-    view = parse_body("chat", await request.read())
+    view = parse_body("chat", await read_body(request,
+                                              request.app[GATEWAY].config.server.max_body_bytes))
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
                              request_id=rid,
                              flags=request_flags(request.headers))

@@ -11,6 +11,7 @@ from msgspec import Meta
 from nexus.errors import BadRequest
 from nexus.pipeline.requirements import requirements_of, requirements_of_chat
 from nexus.pipeline.types import Endpoint, Requirements
+from nexus.server.nesting import check_nesting
 
 ModelName = Annotated[str, Meta(min_length=1, max_length=256)]
 _AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -63,6 +64,7 @@ def parse_body(endpoint: Endpoint, body: bytes) -> RequestView:
     as it came, or decoded again only when something in it must change."""
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON object")
+    check_nesting(body)
     try:
         view: RequestView = _DECODERS[endpoint].decode(body)
     except msgspec.ValidationError as exc:
@@ -70,6 +72,8 @@ def parse_body(endpoint: Endpoint, body: bytes) -> RequestView:
         raise BadRequest(message, param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested less than the limit, yet deeper than this stack has room
+        raise BadRequest("The request body nests objects and arrays too deeply") from None
     _require_input(endpoint, view)
     return view
 
