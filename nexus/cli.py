@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 
 from nexus.config.errors import ConfigError
+from nexus.masking import mask_urls_in
 
 EXIT_CONFIG = 2
 
@@ -19,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except ConfigError as exc:
-        print(f"nexus: configuration error: {exc}", file=sys.stderr)
+        print(f"nexus: configuration error: {mask_urls_in(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
 
 

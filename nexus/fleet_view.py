@@ -15,14 +15,14 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from nexus.backends.metrics import recent
 from nexus.budget import BudgetView, month_of, status_of
 from nexus.config.schema import Config
-from nexus.config.validate import without_password
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
+from nexus.masking import mask_url, mask_urls_in
 from nexus.pricing import micro_usd, usd
+from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 
 RECENT_SECONDS = 60  # replicas that published within this are listed
@@ -35,9 +35,10 @@ def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool
         return 1
     try:
         data = asyncio.run(_read(what, config, month or month_of()))
-    except RedisError as exc:
-        where = without_password(config.redis.url)
-        print(f"nexus: cannot read Redis at {where}: {exc}", file=sys.stderr)
+    except StoreError as exc:
+        where = mask_url(config.redis.url)
+        print(f"nexus: cannot read Redis at {where}: {mask_urls_in(str(exc))}",
+              file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(data, indent=2))
@@ -54,9 +55,10 @@ async def _read(what: str, config: Config, month: str) -> dict[str, Any]:
                                   socket_timeout=5, socket_connect_timeout=5)
     try:
         keys = Keys(config.redis.prefix)
-        if what == "budget":
-            return await _budget(client, keys, config, month)
-        return await _backends(client, keys)
+        with store_errors():
+            if what == "budget":
+                return await _budget(client, keys, config, month)
+            return await _backends(client, keys)
     finally:
         await client.aclose()
 

@@ -7,8 +7,8 @@ import logging
 from aiohttp import web
 
 from nexus.config.loader import load_config
-from nexus.config.validate import without_password
 from nexus.gc_tuning import tune_for_serving
+from nexus.masking import mask_url
 from nexus.server.app import create_app
 
 log = logging.getLogger("nexus")
@@ -18,7 +18,7 @@ def serve(config_path: str | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = load_config(config_path)
     app = create_app(config)
-    store = f"redis at {without_password(config.redis.url)}" if config.redis \
+    store = f"redis at {mask_url(config.redis.url)}" if config.redis \
         else "in-process store"
     log.info("nexus: %d backend(s), %s, listening on http://%s:%d", len(config.backends), store,
              config.server.host, config.server.port)

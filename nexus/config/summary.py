@@ -5,19 +5,19 @@ from __future__ import annotations
 import msgspec
 
 from nexus.config.schema import Config
-from nexus.config.validate import without_password
+from nexus.masking import mask_url
 
 
 def summarize(config: Config, source: str, *, as_json: bool) -> None:
     if as_json:
         data = msgspec.to_builtins(config)
         if config.redis is not None:  # a password in the URL is a secret like any key
-            data["redis"]["url"] = without_password(config.redis.url)
+            data["redis"]["url"] = mask_url(config.redis.url)
         print(msgspec.json.encode({"valid": True, "source": source, "config": data}).decode())
         return
     store = "in-process (one replica)"
     if config.redis is not None:
-        store = f"redis at {without_password(config.redis.url)} (prefix {config.redis.prefix!r})"
+        store = f"redis at {mask_url(config.redis.url)} (prefix {config.redis.prefix!r})"
     print(f"{source}: valid")
     print(f"  listen    {config.server.host}:{config.server.port}")
     print(f"  store     {store}")

@@ -8,6 +8,7 @@ from yarl import URL
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import BackendConfig, Config
+from nexus.masking import mask_url
 
 MAX_ALIAS_CHAIN = 3  # names in a chain: A→B→C is fine, A→B→C→D is rejected
 CLOUD_TYPES = frozenset({"openai", "anthropic"})
@@ -57,7 +58,7 @@ def _check_redis_url(config: Config, source: str) -> None:
     if url is None or url.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(source, "redis.url",
                           "expected a redis://, rediss:// or unix:// URL, "
-                          f"got {without_password(config.redis.url)!r}")
+                          f"got {mask_url(config.redis.url)!r}")
 
 
 def _check_aliases(aliases: dict[str, str], source: str) -> None:
@@ -84,12 +85,3 @@ def _check_policies(config: Config, source: str) -> None:
         except Exception as exc:  # wcmatch raises several types for bad patterns
             raise ConfigError(source, f"routing.policies[{index}].model_pattern",
                               f"invalid glob {policy.model_pattern!r}: {exc}") from None
-
-
-def without_password(url: str) -> str:
-    """The URL with any password masked, for logs and CLI output."""
-    try:
-        parsed = URL(url)
-    except ValueError:
-        return "<unparsable URL>"
-    return str(parsed.with_password("***")) if parsed.password else url
