@@ -52,4 +52,5 @@ async def test_a_loop_that_keeps_failing_shows_in_health(
         health = await r.json()
     assert health["status"] == "degraded"
     loop = health["loops"]["health-checks"]
-    assert loop["failing"] >= 2 and "unreadable model list" in loop["last_error"]
+    assert loop["failing"] >= 2
+    assert "unreadable model list" in loop["last_error"]
