@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import aiohttp
+import pytest
 
 from nexus.config.schema import RedisConfig
-from nexus.store.base import SpendRecord
+from nexus.store.base import Reservation, SpendRecord
 from nexus.store.redis_store import RedisStore
 from tests.conftest import GatewayFactory, MockFactory, backend, chat, make_config, post, until
 from tests.redis_server import RedisServer, free_port
@@ -108,3 +110,49 @@ async def test_routing_to_local_backends_goes_on_while_redis_is_down(
         assert 'nexus_store_connected{kind="redis"} 0' in await response.text()
     await asyncio.to_thread(own_redis.start)
     await until(lambda: gw.gateway.store.status().connected)
+
+
+async def test_a_frozen_redis_opens_the_circuit_and_strict_requests_stop_waiting(
+        own_redis: RedisServer, redis_prefix: str, mock_backend: MockFactory,
+        gateway: GatewayFactory, http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    paid = await mock_backend("paid", models=["gpt-4o"])
+    local = await mock_backend("local", models=["llm"])
+    config = make_config(
+        [backend(paid, type="openai", api_key_env="CLOUD_KEY"), backend(local)],
+        redis={"url": own_redis.url, "prefix": redis_prefix, "timeout_seconds": 0.3,
+               "snapshot_interval_seconds": 0.05},
+        routing={"budget": {"monthly_limit_usd": 10.0, "enforcement": "strict",
+                            "when_stale": "fail_closed", "hard_limit_action": "warn"}})
+    gw = await gateway(config, {"CLOUD_KEY": "sk-test"})
+    store = gw.gateway.store
+    assert isinstance(store, RedisStore)
+    asked = 0
+    reserve_now = store._reserve_now
+
+    async def counted(reservation: Reservation) -> bool:
+        nonlocal asked
+        asked += 1
+        return await reserve_now(reservation)
+
+    monkeypatch.setattr(store, "_reserve_now", counted)
+    assert (await post(http, gw.url, chat("gpt-4o")))[0] == 200
+    asked = 0
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        statuses = [(await post(http, gw.url, chat("gpt-4o")))[0] for _ in range(12)]
+        assert statuses == [503] * 12  # fail_closed: paid traffic refused, never sent
+        # At most the circuit's threshold of requests waited on Redis; the rest were
+        # refused without asking it (the background loops also count as failures).
+        assert asked <= store.circuit.threshold
+        assert store.circuit.open
+        assert store.circuit.refused >= 12 - store.circuit.threshold
+        assert (await post(http, gw.url, chat("llm")))[0] == 200  # local goes on
+        async with http.get(gw.url + "/health") as r:
+            assert (await r.json())["store"]["circuit_open"] is True
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    await until(lambda: not store.circuit.open, within=30)  # a background read closed it
+    assert (await post(http, gw.url, chat("gpt-4o")))[0] == 200
+    assert len(paid.chat_requests()) == 2
