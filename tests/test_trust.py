@@ -119,3 +119,34 @@ async def test_an_upstream_429_passes_on_its_retry_after(
     assert headers["Retry-After"] == "7"
     assert answer["error"]["type"] == "server_error"  # type: ignore[index]
     assert gw.gateway.registry.get("busy").health.state.value == "healthy"  # type: ignore[union-attr]
+
+
+async def test_streams_without_usage_count_estimated_tokens_in_stats_and_metrics(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    llama = await mock_backend("llama", omit_usage=True, chunks=3)  # llama-cpp-python streams
+    gw = await gateway(make_config([backend(llama)]))
+    async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
+        await r.read()
+    async with http.get(gw.url + "/v1/stats") as r:
+        (stats,) = (await r.json())["backends"]
+    assert stats["completion_tokens"] == stats["estimated_completion_tokens"] == 3
+    assert stats["prompt_tokens"] == stats["estimated_prompt_tokens"] > 0
+    async with http.get(gw.url + "/metrics") as r:
+        text = await r.text()
+    assert 'nexus_tokens_estimated_total{backend="llama",kind="completion"} 3' in text
+
+
+async def test_a_paid_stream_broken_after_the_first_byte_bills_every_relayed_token(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
+    paid = await mock_backend("paid", models=["gpt-4o"], omit_usage=True, chunks=5,
+                              reply="a b c d e", drop_after_chunks=3)
+    gw = await gateway(make_config([backend(paid, type="openai", api_key_env="KEY")]),
+                       {"KEY": "sk-test"})
+    async with http.post(gw.url + "/v1/chat/completions",
+                         json=chat("gpt-4o", stream=True)) as r:
+        text = (await r.read()).decode()
+    assert "backend_stream_interrupted" in text
+    store = gw.gateway.store
+    spent = (await store.breakdown(store.budget_view().month)).total_micro_usd
+    # gpt-4o at $2.50 / $10 per million: 4 estimated tokens in, the 3 relayed out
+    assert spent == -(-(4 * 2500 + 3 * 10_000) // 1000)

@@ -41,14 +41,24 @@ def _store_lines(store: StoreStatus) -> list[str]:
             f"nexus_store_snapshot_age_seconds {age:.3f}",
             "# HELP nexus_store_pending_spend_records Costs not yet confirmed by the store.",
             "# TYPE nexus_store_pending_spend_records gauge",
-            f"nexus_store_pending_spend_records {store.pending_spend_records}"]
+            f"nexus_store_pending_spend_records {store.pending_spend_records}",
+            "# HELP nexus_store_circuit_open 1 while requests no longer wait on the store.",
+            "# TYPE nexus_store_circuit_open gauge",
+            f"nexus_store_circuit_open {int(store.circuit_open)}"]
 
 
 def _token_lines(stats: Stats) -> list[str]:
-    lines = ["# HELP nexus_tokens_total Tokens reported by backends.",
+    lines = ["# HELP nexus_tokens_total Tokens, as backends reported them or estimated.",
              "# TYPE nexus_tokens_total counter"]
     for kind, counter in (("prompt", stats.prompt_tokens), ("completion", stats.completion_tokens)):
         lines += [f'nexus_tokens_total{{backend="{_escape(b)}",kind="{kind}"}} {n}'
+                  for b, n in sorted(counter.items())]
+    lines += ["# HELP nexus_tokens_estimated_total The part of nexus_tokens_total estimated "
+              "because the backend reported no usage.",
+              "# TYPE nexus_tokens_estimated_total counter"]
+    for kind, counter in (("prompt", stats.estimated_prompt_tokens),
+                          ("completion", stats.estimated_completion_tokens)):
+        lines += [f'nexus_tokens_estimated_total{{backend="{_escape(b)}",kind="{kind}"}} {n}'
                   for b, n in sorted(counter.items())]
     return lines
 
