@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import aiohttp
 
+from nexus.supervise import ticks
+
 MAX_PERIOD_SECONDS = 1.0
 
 
@@ -78,8 +80,7 @@ class StallWatch:
         return ended
 
     async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.period)
+        async for _ in ticks(self.period):
             self.sweep()
 
     def _end(self, exchange: Exchange) -> None:
