@@ -1,9 +1,15 @@
-FROM python:3.11-slim
-WORKDIR /app
+# The image installs Nexus from its wheel, as a user would, not from the source tree.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY nexus ./nexus
 COPY lua ./lua
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+WORKDIR /app
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY tests/mock_backend.py ./tests/mock_backend.py
 COPY deploy ./deploy
-RUN pip install --no-cache-dir -e .
 CMD ["nexus", "serve"]

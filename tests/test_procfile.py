@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import os
 import signal
 import socket
@@ -31,8 +32,11 @@ def procfile_cluster(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     taken = [f"{name}:{port}" for name, port in PORTS.items() if port_taken(port)]
     assert not taken, f"the Procfile's ports are in use: {taken}"
     bin_dir = str(Path(sys.executable).parent)  # nexus, python and honcho of this venv
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    # No activated venv: PATH without the venv's bin, as in an operator's fresh shell.
+    path = ":".join(p for p in os.environ["PATH"].split(":") if p != bin_dir)
+    env = {**os.environ, "PATH": path, "NEXUS_VENV": str(Path(bin_dir).parent),
            "NEXUS_REDIS_DIR": str(tmp_path / "redis")}
+    env.pop("VIRTUAL_ENV", None)
     log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-f", "Procfile"],
                                cwd=ROOT, env=env, stdout=log, stderr=log,
@@ -78,3 +82,39 @@ async def wait_healthy(http: aiohttp.ClientSession, url: str,
             pass
         assert loop.time() < deadline, f"{url} did not become healthy"
         await asyncio.sleep(0.1)
+
+
+def documented_commands() -> list[str]:
+    """Every shell command in README and docs/ that talks to the Procfile's fleet
+    (its Redis on 6390, its replicas on 8001-8003), continuation lines joined."""
+    commands = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), re.DOTALL):
+            for command in block.replace("\\\n", " ").splitlines():
+                command = command.split("  #")[0].strip()
+                if re.search(r"-p 6390|localhost:800[123]", command):
+                    commands.append(command)
+    return commands
+
+
+def test_the_docs_have_commands_for_the_fleet() -> None:
+    commands = documented_commands()
+    assert sum("redis-cli -p 6390" in c for c in commands) >= 10
+    assert any("llama3:8b" in c for c in commands)
+
+
+async def test_every_documented_command_runs_against_the_procfile_cluster(
+        procfile_cluster: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for port in (8001, 8002, 8003):
+            await wait_healthy(http, f"http://127.0.0.1:{port}", procfile_cluster)
+            async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                if (await response.json())["replica"]["leader"]:
+                    break
+    for command in documented_commands():
+        result = await asyncio.to_thread(subprocess.run, ["bash", "-o", "pipefail", "-c",
+                                                          command], capture_output=True,
+                                         text=True, timeout=30)
+        assert result.returncode == 0, (command, result.stderr)
+        assert not re.search(r"^\(error\)|^ERR|\"error\": \{", result.stdout, re.MULTILINE), \
+            (command, result.stdout)

@@ -1,16 +1,21 @@
-"""Load the Lua scripts kept in `lua/`, one per file, beside the package."""
+"""Load the Lua scripts, one per file: `lua/` in the repository, shipped in the wheel as
+the package data `nexus.lua` and read with importlib.resources."""
 
 from __future__ import annotations
 
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "lua"
+SOURCE_TREE = Path(__file__).resolve().parents[2] / "lua"  # running from a checkout
+
+
+def scripts() -> Traversable:
+    try:
+        return resources.files("nexus.lua")
+    except ModuleNotFoundError:  # `nexus` imported from the source tree itself
+        return SOURCE_TREE
 
 
 def lua_script(name: str) -> str:
-    path = SOURCE_DIR / f"{name}.lua"
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        raise RuntimeError(f"{path} is missing: install Nexus from its source tree "
-                           "(pip install -e .), which keeps lua/ beside nexus/") from None
+    return scripts().joinpath(f"{name}.lua").read_text("utf-8")
