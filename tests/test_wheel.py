@@ -10,6 +10,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import pytest
@@ -59,8 +60,7 @@ async def test_an_installed_gateway_counts_a_paid_request_in_redis(
         [{"name": "paid", "url": paid.url, "type": "generic", "models": ["paid-model"],
           "pricing": {"paid-model": {"input": 1.0, "output": 2.0}}}]))
     log = (tmp_path / "nexus.log").open("wb")
-    process = subprocess.Popen([str(installed / "nexus"), "serve", "--config", str(config)],
-                               cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    process = start_serving(installed, config, log)
     try:
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{port}"
@@ -77,6 +77,11 @@ async def test_an_installed_gateway_counts_a_paid_request_in_redis(
         process.terminate()
         await asyncio.to_thread(process.wait, 30)
         log.close()
+
+
+def start_serving(installed: Path, config: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(installed / "nexus"), "serve", "--config", str(config)],
+                            cwd=config.parent, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _healthy(http: aiohttp.ClientSession, url: str,
