@@ -1,16 +1,24 @@
-"""The `nexus` command: serve, check, config init, backends, models, explain."""
+"""The `nexus` command: serve, check, config init, backends, models, budget, explain.
+
+Exit status: 0 ok; 1 the answer is a refusal or an error (a gateway or Redis that
+cannot be reached, a request that would be rejected); 2 a usage or configuration
+error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 
 from nexus.config.errors import ConfigError
+from nexus.gateway_client import DEFAULT_KEY_ENV
 from nexus.masking import mask_urls_in
 
 EXIT_CONFIG = 2
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,12 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except ConfigError as exc:
+        if getattr(args, "json", False) and args.command is _check:
+            from nexus.config.summary import print_invalid
+
+            print_invalid(exc)
         print(f"nexus: configuration error: {mask_urls_in(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="nexus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(command=lambda _: _help(parser))
     sub = parser.add_subparsers(title="commands")
 
@@ -48,26 +61,40 @@ def _parser() -> argparse.ArgumentParser:
     for name, helptext in (("backends", "backends and their health: the fleet's view from "
                                         "Redis, or a running gateway's (--url)"),
                            ("models", "models the fleet serves, from a running gateway")):
-        inspect = sub.add_parser(name, help=helptext)
-        inspect.add_argument("--config", help="TOML file naming the gateway's address")
-        inspect.add_argument("--url", help="gateway URL (default: from the config)")
-        inspect.add_argument("--json", action="store_true")
+        inspect = _gateway_arguments(sub.add_parser(name, help=helptext))
         inspect.set_defaults(command=_inspect, what=name)
 
-    budget = sub.add_parser("budget", help="the fleet's spend and budget status, from Redis")
-    budget.add_argument("--config", help="TOML file with [redis] and [routing.budget]")
-    budget.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
-    budget.add_argument("--json", action="store_true")
-    budget.set_defaults(command=_fleet, what="budget")
+    budget = _gateway_arguments(sub.add_parser(
+        "budget", help="the month's spend and budget status: the fleet's from Redis, or, "
+                       "without [redis] or with --url, a running gateway's own"))
+    budget.add_argument("--month", type=_month, help="YYYY-MM (default: this month, UTC)")
+    budget.set_defaults(command=_budget)
     _explain_parser(sub)
     return parser
 
 
+def _gateway_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of every command that may ask a running gateway."""
+    parser.add_argument("--config", help="TOML file naming the gateway's address (and Redis)")
+    parser.add_argument("--url", help="gateway URL (default: from the config)")
+    parser.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="NAME",
+                        help="environment variable holding a client key (default "
+                             f"{DEFAULT_KEY_ENV}; never the key itself: flags show in the "
+                             "process list)")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def _month(value: str) -> str:
+    if not _MONTH.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected a month as YYYY-MM (01-12), got {value!r}")
+    return value
+
+
 def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    explain = sub.add_parser("explain", help="dry-run a request through a running gateway's "
-                             "routing pipeline and print every stage's effect")
-    explain.add_argument("--config", help="TOML file naming the gateway's address")
-    explain.add_argument("--url", help="gateway URL (default: from the config)")
+    explain = _gateway_arguments(sub.add_parser(
+        "explain", help="dry-run a request through a running gateway's routing pipeline and "
+                        "print every stage's effect (exit 1 when it would be refused)"))
     explain.add_argument("--model", "-m", required=True)
     explain.add_argument("--message", default="Hello", help="the user message to route")
     explain.add_argument("--max-tokens", type=int)
@@ -75,10 +102,6 @@ def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     explain.add_argument("--privacy", choices=["restricted", "unrestricted"])
     explain.add_argument("--strict", action="store_true", help="send X-Nexus-Strict")
     explain.add_argument("--flexible", action="store_true", help="send X-Nexus-Flexible")
-    explain.add_argument("--api-key-env", default="NEXUS_API_KEY",
-                         help="environment variable holding a client key (never a flag: "
-                              "flags show in the process list)")
-    explain.add_argument("--json", action="store_true")
     explain.set_defaults(command=_explain)
 
 
@@ -128,13 +151,24 @@ def _inspect(args: argparse.Namespace) -> int:
     from nexus.inspect import inspect
 
     if args.what == "backends" and args.url is None and load_config(args.config).redis:
-        return _fleet(args)  # a fleet: read its shared view rather than one replica's
-    return inspect(args.what, args.config, args.url, as_json=args.json)
+        return _from_redis(args)  # a fleet: read its shared view rather than one replica's
+    return inspect(args.what, args.config, args.url, args.api_key_env, as_json=args.json)
 
 
-def _fleet(args: argparse.Namespace) -> int:
+def _budget(args: argparse.Namespace) -> int:
+    from nexus.config.loader import load_config
+
+    if args.url is None and load_config(args.config).redis:
+        return _from_redis(args)
+    from nexus.budget_cli import gateway_budget  # one replica: its own, in-process budget
+
+    return gateway_budget(args)
+
+
+def _from_redis(args: argparse.Namespace) -> int:
     from nexus.config.loader import load_config
     from nexus.fleet_view import fleet_command
 
-    return fleet_command(args.what, load_config(args.config), getattr(args, "month", None),
+    what = "budget" if args.command is _budget else "backends"
+    return fleet_command(what, load_config(args.config), getattr(args, "month", None),
                          as_json=args.json)

@@ -1,21 +1,20 @@
-"""`nexus explain`: ask a running gateway how it would route a request, print each stage."""
+"""`nexus explain`: ask a running gateway how it would route a request, print each stage.
+
+Exit status 0 when the request would be routed or queued, 1 when it would be refused
+(the reasons are printed) or the gateway cannot be asked."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
-from nexus.inspect import gateway_url
+from nexus.gateway_client import GatewayError, call, gateway_url
 
 
 def explain_command(args: argparse.Namespace) -> int:
     url = gateway_url(args.config, args.url) + "/v1/routing/explain"
-    body = _body(args)
     headers = {"Content-Type": "application/json"}
     if args.privacy:
         headers["X-Nexus-Privacy"] = args.privacy
@@ -23,20 +22,13 @@ def explain_command(args: argparse.Namespace) -> int:
         headers["X-Nexus-Strict"] = "true"
     if args.flexible:
         headers["X-Nexus-Flexible"] = "true"
-    key = os.environ.get(args.api_key_env)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
     try:
-        data = _post(url, body, headers)
-    except urllib.error.HTTPError as exc:
-        print(f"nexus: the gateway answered {exc.code}: {exc.read().decode(errors='replace')}",
-              file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"nexus: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
+        data = call(url, args.api_key_env, _body(args), headers)
+    except GatewayError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(data, indent=2) if args.json else render(data))
-    return 0
+    return 1 if data["decision"]["type"] == "reject" else 0
 
 
 def _body(args: argparse.Namespace) -> bytes:
@@ -48,12 +40,6 @@ def _body(args: argparse.Namespace) -> bytes:
     if args.max_tokens:
         payload["max_tokens"] = args.max_tokens
     return json.dumps(payload).encode()
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> Any:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def render(data: dict[str, Any]) -> str:
@@ -87,5 +73,10 @@ def _decision_line(decision: dict[str, Any]) -> str:
         fallback = decision["fallback"]
         then = f", then {fallback['backend']}" if fallback else ""
         return f"queue ~{decision['estimated_wait_ms']} ms{then}: {decision['reason']}"
-    return "reject: " + "; ".join(f"{g['stage']}: {len(g['reasons'])} backend(s)"
-                                  for g in decision["rejection_reasons"])
+    groups = decision["rejection_reasons"]
+    if not groups:
+        known = "" if decision.get("model_known", True) else "no backend serves this model; "
+        return f"reject: {known}see the outcome below"
+    return "reject: " + "; ".join(
+        f"{g['stage']}: " + ", ".join(f"{r['backend']} ({r['reason']})" for r in g["reasons"])
+        for g in groups) + f"\n  suggestion: {groups[0]['reasons'][0]['suggestion']}"

@@ -17,11 +17,12 @@ import msgspec
 import redis.asyncio as redis
 
 from nexus.backends.metrics import recent
-from nexus.budget import BudgetView, month_of, status_of
+from nexus.budget import month_of
+from nexus.budget_report import budget_report, print_budget
 from nexus.config.schema import Config
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
 from nexus.masking import mask_url, mask_urls_in
-from nexus.pricing import micro_usd, usd
+from nexus.store.base import SpendBreakdown
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 
@@ -31,7 +32,8 @@ RECENT_SECONDS = 60  # replicas that published within this are listed
 def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool) -> int:
     if config.redis is None:
         print("nexus: no [redis] configured (or NEXUS_REDIS_URL): a single replica keeps "
-              "its state in memory; ask it with `nexus backends --url ...`", file=sys.stderr)
+              f"its state in memory; ask it with `nexus {what} --url http://HOST:PORT`",
+              file=sys.stderr)
         return 1
     try:
         data = asyncio.run(_read(what, config, month or month_of()))
@@ -43,7 +45,7 @@ def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool
     if as_json:
         print(json.dumps(data, indent=2))
     elif what == "budget":
-        _print_budget(data)
+        print_budget(data)
     else:
         _print_backends(data)
     return 0
@@ -73,20 +75,12 @@ async def _budget(client: redis.Redis, keys: Keys, config: Config,
         pipe.hgetall(keys.budget_status(month))
         pipe.get(keys.leader)
         spent, reserved, by_backend, by_model, summary, leader = await pipe.execute()
-    spent, reserved = int(spent or 0), int(reserved or 0)
-    budget = config.routing.budget
-    data: dict[str, Any] = {
-        "month": month, "spent_micro_usd": spent, "spent_usd": usd(spent),
-        "reserved_micro_usd": reserved,
-        "by_backend": {k: int(v) for k, v in sorted(by_backend.items())},
-        "by_model": {k: int(v) for k, v in sorted(by_model.items())},
-        "leader": leader.split("/")[0] if leader else None,
-        "reconciled": summary or None}
-    if budget is not None:
-        view = BudgetView(month=month, spent_micro_usd=spent, reserved_micro_usd=reserved)
-        data.update(limit_micro_usd=micro_usd(budget.monthly_limit_usd),
-                    status=status_of(view, budget).value, enforcement=budget.enforcement)
-    return data
+    spend = SpendBreakdown(month=month, total_micro_usd=int(spent or 0),
+                           reserved_micro_usd=int(reserved or 0),
+                           by_backend={k: int(v) for k, v in by_backend.items()},
+                           by_model={k: int(v) for k, v in by_model.items()})
+    return budget_report(spend, config.routing.budget,
+                         leader.split("/")[0] if leader else None, summary)
 
 
 async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
@@ -116,18 +110,6 @@ async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
                          **figures.get(name, {"in_flight": 0, "successes": 0, "errors": 0,
                                               "replicas": 0})})
     return {"replicas": replicas, "backends": backends}
-
-
-def _print_budget(data: dict[str, Any]) -> None:
-    limit = data.get("limit_micro_usd")
-    of = f" of ${usd(limit)} ({data['status']}, {data['enforcement']})" if limit else ""
-    print(f"{data['month']}: spent ${data['spent_usd']}{of}; "
-          f"reserved ${usd(data['reserved_micro_usd'])}; leader {data['leader'] or 'none'}")
-    for title, part in (("by backend", data["by_backend"]), ("by model", data["by_model"])):
-        if part:
-            print(f"  {title}:")
-            for name, amount in part.items():
-                print(f"    {name:<24} ${usd(amount)}")
 
 
 def _print_backends(data: dict[str, Any]) -> None:

@@ -1,54 +1,54 @@
-"""`nexus backends` / `nexus models`: ask a running gateway, print for people or scripts."""
+"""`nexus backends` / `nexus models` / `nexus budget --url`: ask a running gateway, print
+for people or scripts."""
 
 from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
-from nexus.config.loader import load_config
+from nexus.gateway_client import GatewayError, call, gateway_url
 
 
-def gateway_url(config_path: str | None, url: str | None) -> str:
-    if url is None:
-        server = load_config(config_path).server
-        url = f"http://{server.host}:{server.port}"
-    return url.rstrip("/")
-
-
-def inspect(what: str, config_path: str | None, url: str | None, *, as_json: bool) -> int:
-    url = gateway_url(config_path, url)
-    path = "/v1/stats" if what == "backends" else "/v1/models"
+def inspect(what: str, config_path: str | None, url: str | None, key_env: str, *,
+            as_json: bool) -> int:
+    base = gateway_url(config_path, url)
+    path = {"backends": "/v1/stats", "models": "/v1/models"}[what]
     try:
-        data = _get(url + path)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"nexus: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
+        data = call(base + path, key_env)
+    except GatewayError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(data, indent=2))
     elif what == "backends":
-        _print_backends(data["backends"])
+        print(table(["NAME", "TYPE", "ZONE", "STATE", "IN FLIGHT", "CONTEXT", "MODELS"],
+                    [_backend_row(b) for b in data["backends"]], right={4}))
     else:
-        _print_models(data["data"])
+        print(table(["MODEL", "CONTEXT", "ALIAS OF", "BACKENDS"],
+                    [[m["id"], _context(m.get("context_window")), m.get("alias_of", "-"),
+                      ", ".join(m["backends"])] for m in data["data"]]))
     return 0
 
 
-def _get(url: str) -> Any:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
+def _backend_row(b: dict[str, Any]) -> list[str]:
+    windows = b.get("context_windows") or {}
+    context = ", ".join(sorted({f"{w['tokens']} ({w['source']})" for w in windows.values()}))
+    return [b["name"], b["type"], b["zone"], b["state"], str(b["in_flight"]),
+            context or "-", ", ".join(b["models"]) or "-"]
 
 
-def _print_backends(backends: list[dict[str, Any]]) -> None:
-    print(f"{'NAME':<18} {'TYPE':<10} {'ZONE':<11} {'STATE':<10} {'IN FLIGHT':>9}  MODELS")
-    for b in backends:
-        print(f"{b['name']:<18} {b['type']:<10} {b['zone']:<11} {b['state']:<10} "
-              f"{b['in_flight']:>9}  {', '.join(b['models']) or '-'}")
+def _context(window: dict[str, Any] | None) -> str:
+    return f"{window['tokens']} ({window['source']})" if window else "-"
 
 
-def _print_models(models: list[dict[str, Any]]) -> None:
-    for m in models:
-        alias = f" (alias of {m['alias_of']})" if "alias_of" in m else ""
-        print(f"{m['id']}{alias}  <- {', '.join(m['backends'])}")
+def table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """Columns as wide as their widest cell; the last one is left ragged."""
+    right = right or set()
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(cell).rjust(widths[i]) if i in right else str(cell).ljust(widths[i])
+                 for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -82,4 +82,4 @@ def test_nexus_budget_without_redis_says_what_to_do(
     path = tmp_path / "alone.toml"
     path.write_text("[server]\nport = 8000\n")
     assert main(["budget", "--config", str(path)]) == 1
-    assert "no [redis] configured" in capsys.readouterr().err
+    assert "no [redis] configured" in capsys.readouterr().err  # asked the replica itself

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,7 +64,33 @@ def _split_validation_error(text: str) -> tuple[str, str]:
         field = unknown["field"]
         path = f"{path}.{field}" if path else field
         message = "unknown key (check the spelling against `nexus config init`)"
+    elif message.startswith("Invalid enum value"):
+        allowed = allowed_values(path)
+        if allowed:
+            message += "; expected one of: " + ", ".join(repr(v) for v in allowed)
     return path, message.replace("`", "")
+
+
+def allowed_values(path: str) -> tuple[object, ...]:
+    """The values a Literal-typed key takes, found by walking the schema along `path`
+    ("backends[0].type" -> BackendConfig.type); () when the key is not a Literal."""
+    node: object = Config
+    for part in re.sub(r"\[\d+\]", "", path).split("."):
+        hints = typing.get_type_hints(node) if isinstance(node, type) else {}
+        node = _unwrap(hints.get(part))
+    return typing.get_args(node) if typing.get_origin(node) is typing.Literal else ()
+
+
+def _unwrap(hint: object) -> object:
+    """list[X], X | None and Annotated[X, ...] down to X."""
+    while True:
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin is typing.Annotated or origin is list:
+            hint = args[0]
+        elif origin in (typing.Union, types.UnionType):
+            hint = next(a for a in args if a is not type(None))
+        else:
+            return hint
 
 
 def _apply_env(config: Config, env: Mapping[str, str]) -> Config:

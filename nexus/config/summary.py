@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
-from nexus.masking import mask_url
+from nexus.masking import mask_url, mask_urls_in
 
 
 def summarize(config: Config, source: str, *, as_json: bool) -> None:
@@ -29,3 +30,9 @@ def summarize(config: Config, source: str, *, as_json: bool) -> None:
         models = ", ".join(b.models) if b.models else "discovered"
         print(f"    - {b.name:<16} {b.type:<9} zone={b.zone:<10} tier={b.tier} "
               f"priority={b.priority} {b.url} models: {models}")
+
+
+def print_invalid(error: ConfigError) -> None:
+    """`nexus check --json` on a file that does not load: the error, for scripts."""
+    print(msgspec.json.encode({"valid": False, "source": error.source, "error": {
+        "key": error.key, "message": mask_urls_in(error.message)}}).decode())

@@ -88,8 +88,17 @@ class SchedulerReconciler:
 
 
 def _down(backend: Backend) -> tuple[str, str]:
-    return (f"unhealthy: {backend.health.reason}",
-            f"check that {backend.name} is running; it returns after passing health checks")
+    return f"unhealthy: {backend.health.reason}", bring_back(backend)
+
+
+def bring_back(backend: Backend) -> str:
+    """What an operator does to bring a backend that is down back into rotation."""
+    if backend.is_cloud and not backend.api_key:
+        return (f"set {backend.config.api_key_env} in the gateway's environment to the API "
+                f"key for {backend.name}, then restart the gateway")
+    server = "Ollama" if backend.config.type == "ollama" else f"the server of {backend.name}"
+    return (f"start {server} at {backend.base_url} or set backends in nexus.toml (see "
+            "`nexus config init`); it returns after passing its health checks")
 
 
 def _busy(backend: Backend) -> str:

@@ -25,7 +25,7 @@ from nexus.pipeline.pipeline import Pipeline, Reconciler, StageEffect
 from nexus.pipeline.policies import PolicySet
 from nexus.pipeline.privacy import PrivacyReconciler
 from nexus.pipeline.quality import QualityReconciler
-from nexus.pipeline.scheduler import SchedulerReconciler
+from nexus.pipeline.scheduler import SchedulerReconciler, bring_back
 from nexus.pipeline.scoring import ScoreParts, Scorer
 from nexus.pipeline.strategies import Strategies
 from nexus.pipeline.tier import TierReconciler
@@ -184,11 +184,17 @@ class Router:
 
     def _unknown_model(self, model: str) -> Exception:
         # A backend that never answered discovery may serve the model: that is not a 404.
-        silent = [b.name for b in self.registry if not b.models and not b.health.routable]
+        silent = [b for b in self.registry if not b.models and not b.health.routable]
         if silent:
-            return NoViableBackend(f"The model '{model}' is not known, and these backends "
-                                   f"could not be asked for their models: {', '.join(silent)}",
-                                   code="backends_not_reachable")
+            reasons = [RejectionReason(b.name, "RequestAnalyzer",
+                                       f"could not be asked for its models at {b.base_url}: "
+                                       f"{b.health.reason}", bring_back(b)) for b in silent]
+            listed = "; ".join(f"{b.name} at {b.base_url} ({b.health.reason})" for b in silent)
+            error = no_viable_backend(model, reasons)
+            error.message = (f"The model '{model}' is not known, and these backends could not "
+                             f"be asked for their models: {listed}")
+            error.code = "backends_not_reachable"
+            return error
         return ModelNotFound(f"The model '{model}' does not exist on any backend",
                              param="model")
 

@@ -51,6 +51,7 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("POST", "/v1/routing/explain", handlers.routing_explain),
     ("GET", "/v1/models", handlers.list_models),
     ("GET", "/v1/stats", handlers.stats),
+    ("GET", "/v1/budget", handlers.budget),
     ("GET", "/health", handlers.health),
     ("GET", "/metrics", handlers.metrics),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -9,6 +10,8 @@ from aiohttp import web
 
 from nexus import __version__
 from nexus.backends.health import Health
+from nexus.budget_report import budget_report
+from nexus.errors import BadRequest
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.types import Endpoint
 from nexus.routing.explain import explain
@@ -22,6 +25,7 @@ from nexus.server.metrics import render_metrics
 from nexus.server.schemas import parse_body, view_requirements
 
 GATEWAY = web.AppKey("gateway", Gateway)
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -141,3 +145,15 @@ async def metrics(request: web.Request, rid: str) -> web.Response:
     return web.Response(text=render_metrics(gateway.registry, gateway.stats,
                                             gateway.store.status()),
                         content_type="text/plain", charset="utf-8")
+
+
+async def budget(request: web.Request, rid: str) -> web.Response:
+    """This replica's view of the month's spend (the fleet's, when it shares a Redis)."""
+    gateway = request.app[GATEWAY]
+    month = request.query.get("month") or gateway.store.budget_view().month
+    if not _MONTH.fullmatch(month):
+        raise BadRequest(f"month must be YYYY-MM, not {month!r}", param="month")
+    spend = await gateway.store.breakdown(month)
+    leader = _replica(gateway)
+    return json_response(budget_report(spend, gateway.config.routing.budget,
+                                       leader["id"] if leader["leader"] else None))
