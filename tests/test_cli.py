@@ -41,7 +41,8 @@ async def test_every_gateway_command_takes_a_key_from_the_environment(
         monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     code, _, err = await cli(capsys, command, "--url", gw.url)
     assert code == 1
-    assert "401" in err and "NEXUS_API_KEY" in err
+    assert "401" in err
+    assert "NEXUS_API_KEY" in err
     monkeypatch.setenv("MY_KEY", "client-key")
     code, out, _ = await cli(capsys, command, "--url", gw.url, "--api-key-env", "MY_KEY",
                              "--json")
