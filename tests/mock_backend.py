@@ -43,6 +43,11 @@ class Behaviour:
     # context_length_exceeded, or, streamed, an empty event stream.
     strict_types: bool = False
     context_window: int | None = None
+    # How the server reports its context window (and, for Ollama, capabilities):
+    # "llama-server" (/v1/models meta.n_ctx), "llama-server-props" (/props only),
+    # "vllm" (max_model_len), "ollama" (/api/show), "lmstudio" (/api/v0/models).
+    flavor: str = "openai"
+    capabilities: list[str] | None = None  # Ollama's /api/show list
 
 
 @dataclass
@@ -76,6 +81,9 @@ class MockBackend:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/api/show", self._show)
+        app.router.add_get("/props", self._props)
+        app.router.add_get("/api/v0/models", self._lmstudio_models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -166,9 +174,47 @@ class MockBackend:
         gated = self._discovery_gate()
         if gated is not None:
             return gated
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name}
-                for m in self.behaviour.models]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name,
+                 **self._window_fields()} for m in self.behaviour.models]
         return web.json_response({"object": "list", "data": data})
+
+    def _window_fields(self) -> dict[str, Any]:
+        window, flavor = self.behaviour.context_window, self.behaviour.flavor
+        if window is None:
+            return {}
+        if flavor == "llama-server":
+            return {"meta": {"n_ctx": window, "n_ctx_train": window * 4, "n_vocab": 32000}}
+        if flavor == "vllm":
+            return {"max_model_len": window}
+        return {}
+
+    async def _props(self, request: web.Request) -> web.StreamResponse:
+        if self.behaviour.flavor != "llama-server-props":
+            raise web.HTTPNotFound()
+        return web.json_response({"default_generation_settings": {
+            "n_ctx": self.behaviour.context_window}, "total_slots": 1})
+
+    async def _lmstudio_models(self, request: web.Request) -> web.StreamResponse:
+        if self.behaviour.flavor != "lmstudio":
+            raise web.HTTPNotFound()
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "type": "llm", "state": "loaded",
+             "max_context_length": self.behaviour.context_window}
+            for m in self.behaviour.models]})
+
+    async def _show(self, request: web.Request) -> web.StreamResponse:
+        """Ollama's model card: architecture details, context length, capabilities."""
+        body = await request.json()
+        if self.behaviour.flavor != "ollama" or body.get("model") not in \
+                {*self.behaviour.models, *(m.removesuffix(":latest") for m in
+                                           self.behaviour.models)}:
+            return web.json_response({"error": "model not found"}, status=404)
+        info: dict[str, Any] = {"general.architecture": "llama"}
+        if self.behaviour.context_window is not None:
+            info["llama.context_length"] = self.behaviour.context_window
+        return web.json_response({"model_info": info, "details": {"family": "llama"},
+                                  "capabilities": self.behaviour.capabilities
+                                  or ["completion"]})
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         self.received.append(Received(request.path, {}, dict(request.headers)))

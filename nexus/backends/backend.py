@@ -10,6 +10,7 @@ from nexus.backends.health import HealthTracker
 from nexus.backends.kinds import KINDS, Api, Kind, base_url
 from nexus.backends.metrics import BackendMetrics
 from nexus.backends.state import BackendState
+from nexus.backends.windows import CONFIGURED, ContextWindow
 from nexus.config.schema import BackendConfig, HealthCheckConfig
 from nexus.pricing import PriceTable
 
@@ -96,9 +97,36 @@ class Backend:
     def discovered(self) -> frozenset[str]:
         return self.state.discovered
 
-    def set_discovered(self, models: frozenset[str]) -> None:
-        self.state.discovered = models
+    def set_discovered(self, models: frozenset[str],
+                       windows: dict[str, ContextWindow] | None = None,
+                       capabilities: dict[str, frozenset[str]] | None = None) -> None:
+        state = self.state
+        state.discovered = models
+        if windows is not None:
+            state.windows = windows
+        if capabilities is not None:
+            state.capabilities = capabilities
         self.models = models | frozenset(self.config.models)
+
+    def window(self, model: str) -> ContextWindow | None:
+        """The model's context window here: the config's when set, else the server's."""
+        if self.context_window is not None:
+            return ContextWindow(self.context_window, CONFIGURED)
+        return self.state.windows.get(model)
+
+    def window_tokens(self, model: str) -> int | None:
+        if self.context_window is not None:  # routing asks per candidate: no struct made
+            return self.context_window
+        window = self.state.windows.get(model)
+        return None if window is None else window.tokens
+
+    def can(self, model: str, what: str) -> bool:
+        """Whether the model handles "vision", "tools" or "json_mode": the config can
+        say no for the whole backend; Ollama's card can say no for one model."""
+        if not getattr(self, what):
+            return False
+        reported = self.state.capabilities.get(model)
+        return reported is None or what == "json_mode" or what in reported
 
     def observe_latency(self, millis: float) -> None:
         self.state.observe_latency(millis)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import msgspec
 
 from nexus.backends.backend import Backend
 from nexus.backends.causes import connection_failure
@@ -17,6 +18,7 @@ from nexus.backends.discovery import (
     parse_models,
     request_headers,
 )
+from nexus.backends.model_cards import ModelCards
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
 from nexus.config.schema import HealthCheckConfig
@@ -31,6 +33,7 @@ class HealthChecker:
                  on_checked: Callable[[], None] = lambda: None) -> None:
         self.registry = registry
         self.recorder = recorder or OutcomeRecorder()
+        self.cards = ModelCards(session, config.timeout_seconds)
         self.session = session
         self.config = config
         self.on_checked = on_checked  # e.g. wake queued requests: a backend may be back
@@ -69,7 +72,11 @@ class HealthChecker:
                                    f"{self.config.timeout_seconds:g} s")
         except aiohttp.ClientError as exc:
             return Discovery(error=f"unreachable: {connection_failure(exc)}")
-        return self._interpret(backend, status, body, retry_after)
+        found = self._interpret(backend, status, body, retry_after)
+        if found.models is None or backend.is_cloud:
+            return found
+        windows, capabilities = await self.cards.read(backend, found.models, body)
+        return msgspec.structs.replace(found, windows=windows, capabilities=capabilities)
 
     def _interpret(self, backend: Backend, status: int, body: bytes,
                    retry_after: str | None) -> Discovery:

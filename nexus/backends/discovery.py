@@ -9,6 +9,7 @@ import msgspec
 
 from nexus.backends.backend import Backend
 from nexus.backends.kinds import Api
+from nexus.backends.windows import ContextWindow
 
 _LOADING = re.compile(rb"loading", re.IGNORECASE)
 
@@ -18,6 +19,8 @@ class Discovery(msgspec.Struct, frozen=True):
     loading_eta: float | None = None
     loading: bool = False
     error: str = ""
+    windows: dict[str, ContextWindow] = msgspec.field(default_factory=dict)  # by model
+    capabilities: dict[str, frozenset[str]] = msgspec.field(default_factory=dict)  # Ollama
 
 
 def request_headers(backend: Backend) -> dict[str, str]:

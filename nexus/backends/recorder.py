@@ -132,7 +132,7 @@ class OutcomeRecorder:
             if result.loading:
                 health.loading(result.loading_eta)
             elif result.models is not None:
-                backend.set_discovered(result.models)
+                backend.set_discovered(result.models, result.windows, result.capabilities)
                 health.success()
             else:
                 health.failure(result.error)

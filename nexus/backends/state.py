@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from nexus.backends.health import HealthTracker
 from nexus.backends.metrics import BackendMetrics, ema_step, fleet_mean
+from nexus.backends.windows import ContextWindow
 
 LATENCY_EMA_ALPHA = 0.2
 
 
 class BackendState:
-    __slots__ = ("discovered", "health", "in_flight", "latency_ema_ms", "local_latency_ema_ms",
-                 "metrics", "remote_in_flight", "remote_latency")
+    __slots__ = ("capabilities", "discovered", "health", "in_flight", "latency_ema_ms",
+                 "local_latency_ema_ms", "metrics", "remote_in_flight", "remote_latency",
+                 "windows")
 
     def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
         self.health = HealthTracker(failure_threshold, recovery_threshold)
         self.metrics = BackendMetrics()
         self.discovered: frozenset[str] = frozenset()
+        self.windows: dict[str, ContextWindow] = {}  # by model, as the server reports them
+        self.capabilities: dict[str, frozenset[str]] = {}  # by model (Ollama's /api/show)
         self.in_flight = 0         # this replica's requests to the backend now
         self.remote_in_flight = 0  # the other replicas', as last published
         self.local_latency_ema_ms: float | None = None  # this replica's observations

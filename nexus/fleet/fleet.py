@@ -22,6 +22,7 @@ from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.backends.metrics import recent
 from nexus.backends.registry import Registry
+from nexus.backends.windows import ContextWindow
 from nexus.config.schema import Config
 from nexus.fleet.budget_loop import BudgetReconciliation
 from nexus.fleet.leader import Leadership
@@ -51,6 +52,8 @@ class PublishedHealth(msgspec.Struct, kw_only=True):
     eta: float | None = None
     checked_at: float
     by: str
+    windows: dict[str, ContextWindow] = msgspec.field(default_factory=dict)
+    capabilities: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 class _Merged:
@@ -190,7 +193,8 @@ class Fleet:
         now = time.time()
         fields: dict[str, str | int | float] = {b.name: _encode(PublishedHealth(
             state=b.health.state.value, reason=b.health.reason, models=sorted(b.discovered),
-            eta=b.health.eta, checked_at=now, by=self.replica_id)).decode()
+            eta=b.health.eta, checked_at=now, by=self.replica_id, windows=b.state.windows,
+            capabilities={m: sorted(c) for m, c in b.state.capabilities.items()})).decode()
             for b in self.registry}
         if fields:
             await self.leadership.fenced_hset(self.keys.health, fields)
@@ -208,7 +212,8 @@ class Fleet:
                 continue
             newest = max(newest, seen.checked_at)
             backend.health.adopt(Health(seen.state), seen.reason, seen.eta)
-            backend.set_discovered(frozenset(seen.models))
+            backend.set_discovered(frozenset(seen.models), seen.windows,
+                                   {m: frozenset(c) for m, c in seen.capabilities.items()})
             changed = True
         self._health_seen = newest
         if changed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nexus.backends.backend import Backend
 from nexus.backends.registry import Registry
+from nexus.backends.windows import CONFIGURED
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.intent import RoutingIntent
 from nexus.pipeline.policies import EffectivePolicy, PolicySet
@@ -60,10 +61,12 @@ def _fitting(serving: list[Backend], intent: RoutingIntent) -> list[Backend]:
         kept = [b for b in kept if b.name not in tried]
     if intent.endpoint != "chat":
         kept = [b for b in kept if b.openai_api]
+    model = intent.resolved_model
     if needs.vision or needs.tools or needs.json_mode:
-        kept = [b for b in kept if (b.vision or not needs.vision) and (b.tools or not needs.tools)
-                and (b.json_mode or not needs.json_mode)]
-    return [b for b in kept if b.context_window is None or b.context_window >= needed]
+        kept = [b for b in kept if (not needs.vision or b.can(model, "vision"))
+                and (not needs.tools or b.can(model, "tools"))
+                and (not needs.json_mode or b.can(model, "json_mode"))]
+    return [b for b in kept if (w := b.window_tokens(model)) is None or w >= needed]
 
 
 def _why_not(backend: Backend, intent: RoutingIntent) -> tuple[str, str]:
@@ -72,12 +75,14 @@ def _why_not(backend: Backend, intent: RoutingIntent) -> tuple[str, str]:
     if not backend.openai_api and intent.endpoint != "chat":
         return (f"does not serve /{intent.endpoint}",
                 "use an OpenAI-compatible backend for this endpoint")
-    needs = intent.requirements
-    for needed, capable, what in ((needs.vision, backend.vision, "images"),
-                                  (needs.tools, backend.tools, "tools"),
-                                  (needs.json_mode, backend.json_mode, "JSON mode")):
-        if needed and not capable:
+    needs, model = intent.requirements, intent.resolved_model
+    for needed, capability, what in ((needs.vision, "vision", "images"),
+                                     (needs.tools, "tools", "tools"),
+                                     (needs.json_mode, "json_mode", "JSON mode")):
+        if needed and not backend.can(model, capability):
             return (f"cannot handle {what}",
                     f"send the request without {what}, or add a backend that handles them")
-    return (f"context window {backend.context_window} tokens < {needs.context_needed} needed",
-            "shorten the conversation or lower max_tokens")
+    window = backend.window(model)
+    source = f" ({window.source})" if window and window.source != CONFIGURED else ""
+    return (f"context window {window.tokens if window else '?'} tokens{source} < "
+            f"{needs.context_needed} needed", "shorten the conversation or lower max_tokens")

@@ -124,7 +124,7 @@ class Router:
         resolved = resolve(request.model, self.config.aliases)
         models = [resolved, *(resolve(m, self.config.aliases)
                               for m in self.config.fallbacks.get(resolved, []))]
-        windows = [b.context_window for m in models for b in self.registry.serving(m)]
+        windows = [b.window_tokens(m) for m in models for b in self.registry.serving(m)]
         fits = not windows or any(w is None or w >= needs.context_needed for w in windows)
         return 0 if fits else needs.context_needed
 

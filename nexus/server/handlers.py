@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from nexus import __version__
+from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.budget_report import budget_report
 from nexus.errors import BadRequest
@@ -70,19 +71,22 @@ async def routing_explain(request: web.Request, rid: str) -> web.Response:
 async def list_models(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     available = gateway.registry.available_models()
-    data = [_model_entry(model, [b.name for b in backends])
-            for model, backends in sorted(available.items())]
+    data = [_model_entry(model, model, backends) for model, backends in sorted(available.items())]
     for alias in sorted(gateway.config.routing.aliases):
         target = resolve(alias, gateway.config.routing.aliases)
         if target in available and alias not in available:
-            data.append({**_model_entry(alias, [b.name for b in available[target]]),
-                         "alias_of": target})
+            data.append({**_model_entry(alias, target, available[target]), "alias_of": target})
     return json_response({"object": "list", "data": data})
 
 
-def _model_entry(model: str, backends: list[str]) -> dict[str, Any]:
-    return {"id": model, "object": "model", "created": 0, "owned_by": "nexus",
-            "backends": backends}
+def _model_entry(name: str, model: str, backends: list[Backend]) -> dict[str, Any]:
+    """One model; its context window is the largest any of its backends has (with where
+    that figure came from), since routing picks the backend that fits."""
+    windows = [w for w in (b.window(model) for b in backends) if w is not None]
+    widest = max(windows, key=lambda w: w.tokens, default=None)
+    return {"id": name, "object": "model", "created": 0, "owned_by": "nexus",
+            "backends": [b.name for b in backends],
+            "context_window": None if widest is None else msgspec.to_builtins(widest)}
 
 
 async def health(request: web.Request, rid: str) -> web.Response:
@@ -129,6 +133,9 @@ def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
         "state": backend.health.state.value, "reason": backend.health.reason,
         "loading_eta": backend.health.eta,
         "models": sorted(backend.models), "in_flight": backend.in_flight,
+        "context_windows": {m: msgspec.to_builtins(w) for m in sorted(backend.models)
+                            if (w := backend.window(m)) is not None},
+        "capabilities": {m: sorted(c) for m, c in sorted(backend.state.capabilities.items())},
         "latency_ema_ms": backend.latency_ema_ms,
         "responses": {str(s): n for (b, s), n in counters.responses.items() if b == name},
         "failures": {k: n for (b, k), n in counters.failures.items() if b == name},
