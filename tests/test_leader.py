@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -72,11 +73,15 @@ async def test_a_paused_old_leader_has_its_writes_refused(
     assert await b.fenced_hset(f"{redis_prefix}:budget:2026-11", {"status": "soft_limit"})
 
 
-async def test_release_on_shutdown_hands_over_at_once(candidate: Candidate) -> None:
+async def test_release_on_shutdown_hands_over_at_once(
+        candidate: Candidate, caplog: pytest.LogCaptureFixture) -> None:
     a, b = candidate("a"), candidate("b")
     await a.step()
-    await a.release()
+    with caplog.at_level(logging.INFO):
+        await a.release()
     assert not a.leading
+    (record,) = [r for r in caplog.records if "released the lead" in r.getMessage()]
+    assert record.levelno == logging.INFO  # a normal shutdown is no warning
     await b.step()
     assert (b.leading, b.epoch) == (True, 2)
 
