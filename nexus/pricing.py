@@ -9,19 +9,37 @@ from __future__ import annotations
 import msgspec
 
 from nexus.config.schema import BackendConfig
+from nexus.usage import Usage
+
+CACHE_WRITE_FACTOR, CACHE_READ_FACTOR = 1.25, 0.1  # of the input price, as Anthropic lists
 
 
 class Price(msgspec.Struct, frozen=True):
     input_nano: int   # nano-USD per input token
     output_nano: int  # nano-USD per output token
+    cache_write_nano: int = 0  # per prompt-cache write token
+    cache_read_nano: int = 0   # per prompt-cache read token
 
     @classmethod
-    def per_million(cls, input_usd: float, output_usd: float) -> Price:
-        return cls(round(input_usd * 1000), round(output_usd * 1000))
+    def per_million(cls, input_usd: float, output_usd: float,
+                    cache_write_usd: float | None = None,
+                    cache_read_usd: float | None = None) -> Price:
+        write = input_usd * CACHE_WRITE_FACTOR if cache_write_usd is None else cache_write_usd
+        read = input_usd * CACHE_READ_FACTOR if cache_read_usd is None else cache_read_usd
+        return cls(round(input_usd * 1000), round(output_usd * 1000), round(write * 1000),
+                   round(read * 1000))
 
     def cost_micro_usd(self, input_tokens: int, output_tokens: int) -> int:
         nano = input_tokens * self.input_nano + output_tokens * self.output_nano
         return -(-nano // 1000)  # round up: an estimate never undercounts
+
+    def cost_of(self, usage: Usage) -> int:
+        """A served request's cost: cache reads and writes at their own prices."""
+        fresh = usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+        nano = (fresh * self.input_nano + usage.cache_write_tokens * self.cache_write_nano
+                + usage.cache_read_tokens * self.cache_read_nano
+                + usage.completion_tokens * self.output_nano)
+        return -(-nano // 1000)
 
 
 FREE = Price(0, 0)
@@ -60,7 +78,8 @@ class PriceTable:
     """Price lookups for one backend, resolved once per model name and cached."""
 
     def __init__(self, config: BackendConfig, cloud: bool) -> None:
-        self._configured = {model: Price.per_million(p.input, p.output)
+        self._configured = {model: Price.per_million(p.input, p.output, p.cache_write,
+                                                     p.cache_read)
                             for model, p in config.pricing.items()}
         self._cloud = cloud
         self._cache: dict[str, Price] = {}

@@ -47,6 +47,8 @@ class Behaviour:
     # "llama-server" (/v1/models meta.n_ctx), "llama-server-props" (/props only),
     # "vllm" (max_model_len), "ollama" (/api/show), "lmstudio" (/api/v0/models).
     flavor: str = "openai"
+    cache_read_tokens: int = 0       # Anthropic usage: prompt-cache reads and writes
+    cache_write_tokens: int = 0
     capabilities: list[str] | None = None  # Ollama's /api/show list
 
 
@@ -65,6 +67,7 @@ class MockBackend:
         self.behaviour = Behaviour(**behaviour)
         # Tests read everything; a long-running mock (benchmarks) keeps only the latest.
         self.received: deque[Received] = deque(maxlen=history)
+        self.refusals: list[str] = []  # why the Anthropic mock answered 400
         self.release = asyncio.Event()  # a stream with `hold` waits on this after chunk 1
         self.hold = False
         self.hold_after_done = False  # a stream waits on `release` between [DONE] and its end
@@ -126,9 +129,11 @@ class MockBackend:
         if b.status is not None and (b.fail_times == 0 or self._failures < b.fail_times):
             self._failures += 1
             headers = {"Retry-After": b.retry_after} if b.retry_after else None
-            return web.json_response({"error": {"message": f"mock {self.name} failing",
-                                                "type": "server_error"}}, status=b.status,
-                                     headers=headers)
+            message = f"mock {self.name} failing"
+            body = _anthropic_rules().error_body(b.status, message) \
+                if request.path == "/v1/messages" else \
+                {"error": {"message": message, "type": "server_error"}}
+            return web.json_response(body, status=b.status, headers=headers)
         if b.drop_before_answer:
             assert request.transport is not None
             request.transport.close()
@@ -336,45 +341,27 @@ class MockBackend:
                                             len(items)}})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        """Anthropic's Messages API, enough to test the translation both ways."""
+        """Anthropic's Messages API, held to the real API's rules (tests/mock_anthropic.py,
+        imported here: it needs the anthropic SDK, which only the tests install)."""
+        mock_anthropic = _anthropic_rules()
         body = await self._record(request)
         gated = await self._gate(request)
         if gated is not None:
             return gated
-        if body.get("stream"):
-            return await self._stream_messages(request, body)
-        text = "".join(self._reply_words())
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        if body.get("tools"):
-            content.append({"type": "tool_use", "id": "toolu_1",
-                            "name": body["tools"][0]["name"], "input": {"city": "Paris"}})
-        return web.json_response({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
-            "content": content, "stop_reason": "tool_use" if body.get("tools") else "end_turn",
-            "usage": {"input_tokens": 11, "output_tokens": len(text.split())}})
-
-    async def _stream_messages(self, request: web.Request,
-                               body: dict[str, Any]) -> web.StreamResponse:
+        try:
+            mock_anthropic.validate(body)
+        except mock_anthropic.Refused as refused:
+            self.refusals.append(str(refused))
+            return web.json_response(mock_anthropic.refusal_body(str(refused)), status=400)
+        words = self._reply_words()
+        cache = {"cache_read": self.behaviour.cache_read_tokens,
+                 "cache_write": self.behaviour.cache_write_tokens}
+        if not body.get("stream"):
+            return web.json_response(mock_anthropic.message(body, words, **cache))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
-        words = self._reply_words()
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("message_start", {"type": "message_start", "message": {
-                "id": "msg_1", "type": "message", "role": "assistant", "content": [],
-                "model": body.get("model"), "usage": {"input_tokens": 11, "output_tokens": 1}}}),
-            ("content_block_start", {"type": "content_block_start", "index": 0,
-                                     "content_block": {"type": "text", "text": ""}}),
-            ("ping", {"type": "ping"}),
-            *[("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": w}})
-              for w in words],
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                               "usage": {"output_tokens": len("".join(words).split())}}),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-        for name, data in events:
-            await out.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        for event in mock_anthropic.stream_events(body, words, **cache):
+            await out.write(event)
         await out.write_eof()
         return out
 
@@ -405,6 +392,14 @@ class _EmptyStream(web.StreamResponse):
 
     def __init__(self) -> None:
         super().__init__(headers={"Content-Type": "text/event-stream"})
+
+
+def _anthropic_rules() -> Any:
+    try:
+        from tests import mock_anthropic
+    except ImportError:  # run as a script: tests/ is the script's own folder
+        import mock_anthropic  # type: ignore[no-redef]
+    return mock_anthropic
 
 
 def _sse(data: dict[str, Any]) -> bytes:

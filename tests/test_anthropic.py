@@ -68,7 +68,8 @@ def test_response_translation_maps_tool_use_and_usage() -> None:
     call = choice["message"]["tool_calls"][0]
     assert (call["id"], json.loads(call["function"]["arguments"])) == ("toolu_1",
                                                                       {"city": "Paris"})
-    assert completion["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert completion["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10,
+                                   "prompt_tokens_details": {"cached_tokens": 0}}
 
 
 def test_stream_translation_of_tool_call_deltas() -> None:
@@ -90,7 +91,8 @@ def test_stream_translation_of_tool_call_deltas() -> None:
     assert chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == \
         '{"city":'
     assert chunks[3]["choices"][0]["finish_reason"] == "tool_calls"
-    assert chunks[4]["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert chunks[4]["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9,
+                                  "prompt_tokens_details": {"cached_tokens": 0}}
     assert out[-1] == b"data: [DONE]"
 
 

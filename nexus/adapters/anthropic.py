@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from nexus.adapters.anthropic_params import Adjustments
 from nexus.adapters.anthropic_request import to_messages_request
 from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
@@ -15,8 +16,10 @@ from nexus.backends.discovery import request_headers
 from nexus.pipeline.types import Endpoint
 
 Json = dict[str, Any]
+# Every stop reason of the SDK's StopReason literal (a test checks the table is complete).
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
+                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter",
+                  "model_context_window_exceeded": "length"}
 
 
 def to_chat_completion(message: Json, model: str) -> Json:
@@ -37,14 +40,29 @@ def to_chat_completion(message: Json, model: str) -> Json:
             "usage": _usage_json(usage)}
 
 
-def _usage(raw: Json) -> Usage:
-    return Usage(prompt_tokens=int(raw.get("input_tokens") or 0),
-                 completion_tokens=int(raw.get("output_tokens") or 0))
+def _usage(raw: Json, before: Usage | None = None) -> Usage:
+    """Anthropic's usage: `input_tokens` leaves out what the prompt cache wrote and read;
+    OpenAI's `prompt_tokens` counts them all. Fields a stream's message_delta does not
+    repeat keep what message_start said."""
+    base = before or Usage()
+    read = _count(raw, "cache_read_input_tokens", base.cache_read_tokens)
+    write = _count(raw, "cache_creation_input_tokens", base.cache_write_tokens)
+    fresh = _count(raw, "input_tokens",
+                   base.prompt_tokens - base.cache_read_tokens - base.cache_write_tokens)
+    return Usage(prompt_tokens=fresh + read + write,
+                 completion_tokens=_count(raw, "output_tokens", base.completion_tokens),
+                 cache_read_tokens=read, cache_write_tokens=write)
+
+
+def _count(raw: Json, key: str, default: int) -> int:
+    value = raw.get(key)
+    return int(value) if isinstance(value, int) else default
 
 
 def _usage_json(usage: Usage) -> Json:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}}
 
 
 class AnthropicStream:
@@ -104,10 +122,8 @@ class AnthropicStream:
         return []
 
     def _on_message_delta(self, data: Json) -> list[bytes]:
-        output = (data.get("usage") or {}).get("output_tokens")
-        if output is not None:
-            usage = self.usage or Usage()
-            self.usage = Usage(usage.prompt_tokens, int(output))
+        if isinstance(data.get("usage"), dict):
+            self.usage = _usage(data["usage"], self.usage)
         reason = (data.get("delta") or {}).get("stop_reason") or ""
         return [self._chunk({}, FINISH_REASONS.get(reason, "stop"))]
 
@@ -135,14 +151,15 @@ class AnthropicAdapter:
                 stream: bool) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01",
                    **request_headers(backend)}
-        body = msgspec.json.encode(to_messages_request(payload, stream))
-        return UpstreamRequest(url=backend.base_url + "/v1/messages", headers=headers, body=body)
+        adjustments = Adjustments()
+        request = to_messages_request(payload, stream, backend.config.sampling, adjustments)
+        return UpstreamRequest(url=backend.base_url + "/v1/messages", headers=headers,
+                               body=msgspec.json.encode(request), notes=adjustments.headers())
 
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
-        completion = to_chat_completion(msgspec.json.decode(body), model)
-        usage = Usage(**{k: completion["usage"][k] for k in ("prompt_tokens",
-                                                               "completion_tokens")})
-        return msgspec.json.encode(completion), usage
+        message = msgspec.json.decode(body)
+        completion = to_chat_completion(message, model)
+        return msgspec.json.encode(completion), _usage(message.get("usage") or {})
 
     def stream_translator(self, model: str, include_usage: bool,
                           count_events: bool) -> AnthropicStream:

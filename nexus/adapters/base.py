@@ -8,17 +8,17 @@ import msgspec
 
 from nexus.backends.backend import Backend
 from nexus.pipeline.types import Endpoint
+from nexus.usage import Usage
 
-
-class Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+__all__ = ["Adapter", "StreamTranslator", "UpstreamRequest", "Usage"]
 
 
 class UpstreamRequest(msgspec.Struct):
     url: str
     headers: dict[str, str]
     body: bytes
+    # Response headers that say what the translation changed (X-Nexus-Dropped-Params).
+    notes: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class StreamTranslator(Protocol):

@@ -128,5 +128,9 @@ class Backend:
         reported = self.state.capabilities.get(model)
         return reported is None or what == "json_mode" or what in reported
 
+    def honours(self, json_format: str | None) -> bool:
+        """Whether this API can honour the response_format type asked for."""
+        return json_format is None or json_format in self.kind.json_formats
+
     def observe_latency(self, millis: float) -> None:
         self.state.observe_latency(millis)

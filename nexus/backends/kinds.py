@@ -16,10 +16,16 @@ class Api(enum.Enum):
     __hash__ = object.__hash__
 
 
+BOTH_JSON_MODES = frozenset({"json_object", "json_schema"})
+
+
 class Kind(msgspec.Struct, frozen=True):
     api: Api
     cloud: bool
     discovery_path: str
+    # response_format types the API can honour: Anthropic's structured output takes a
+    # schema; it has nothing for json_object, so routing sends that elsewhere.
+    json_formats: frozenset[str] = BOTH_JSON_MODES
 
 
 KINDS: dict[str, Kind] = {
@@ -29,7 +35,8 @@ KINDS: dict[str, Kind] = {
     "lmstudio": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),
     "generic": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),
     "openai": Kind(Api.OPENAI, cloud=True, discovery_path="/v1/models"),
-    "anthropic": Kind(Api.ANTHROPIC, cloud=True, discovery_path="/v1/models"),
+    "anthropic": Kind(Api.ANTHROPIC, cloud=True, discovery_path="/v1/models",
+                      json_formats=frozenset({"json_schema"})),
 }
 
 

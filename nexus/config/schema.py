@@ -65,10 +65,23 @@ class HealthCheckConfig(Section):
 
 
 class Price(Section):
-    """USD per million tokens."""
+    """USD per million tokens. Prompt-cache writes and reads (Anthropic's) default to
+    1.25x and 0.1x the input price, as Anthropic lists them."""
 
     input: NonNegativeFloat
     output: NonNegativeFloat
+    cache_write: NonNegativeFloat | None = None
+    cache_read: NonNegativeFloat | None = None
+
+
+SamplingParam = Literal["temperature", "top_p", "top_k"]
+
+
+class SamplingRule(Section):
+    """Which sampling parameters a model takes; `exclusive`: at most one of these."""
+
+    accepts: list[SamplingParam] = msgspec.field(default_factory=list)
+    exclusive: list[SamplingParam] = msgspec.field(default_factory=list)
 
 
 class Capabilities(Section):
@@ -92,6 +105,8 @@ class BackendConfig(Section):
     models: list[Name] = msgspec.field(default_factory=list)
     pricing: dict[str, Price] = msgspec.field(default_factory=dict)
     capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
+    # anthropic: model glob -> the sampling parameters it takes (over the built-in table)
+    sampling: dict[str, SamplingRule] = msgspec.field(default_factory=dict)
 
 
 class Weights(Section):

@@ -65,7 +65,8 @@ def _fitting(serving: list[Backend], intent: RoutingIntent) -> list[Backend]:
     if needs.vision or needs.tools or needs.json_mode:
         kept = [b for b in kept if (not needs.vision or b.can(model, "vision"))
                 and (not needs.tools or b.can(model, "tools"))
-                and (not needs.json_mode or b.can(model, "json_mode"))]
+                and (not needs.json_mode or (b.can(model, "json_mode")
+                                             and b.honours(needs.json_format)))]
     return [b for b in kept if (w := b.window_tokens(model)) is None or w >= needed]
 
 
@@ -79,7 +80,8 @@ def _why_not(backend: Backend, intent: RoutingIntent) -> tuple[str, str]:
     for needed, capability, what in ((needs.vision, "vision", "images"),
                                      (needs.tools, "tools", "tools"),
                                      (needs.json_mode, "json_mode", "JSON mode")):
-        if needed and not backend.can(model, capability):
+        if needed and not (backend.can(model, capability) and (
+                capability != "json_mode" or backend.honours(needs.json_format))):
             return (f"cannot handle {what}",
                     f"send the request without {what}, or add a backend that handles them")
     window = backend.window(model)

@@ -33,10 +33,11 @@ def requirements_of_chat(messages: Sequence[Any], response_format: Any, max_toke
 def _requirements(content: tuple[int, int, bool], response_format: Any, max_tokens: Any,
                   tools: bool) -> Requirements:
     chars, messages, vision = content
+    json_format = response_format.get("type") if isinstance(response_format, dict) else None
+    json_mode = json_format in JSON_FORMATS
     return Requirements(
-        vision=vision, tools=tools,
-        json_mode=isinstance(response_format, dict)
-        and response_format.get("type") in JSON_FORMATS,
+        vision=vision, tools=tools, json_mode=json_mode,
+        json_format=json_format if json_mode else None,
         input_tokens=chars // CHARS_PER_TOKEN + messages * TOKENS_PER_MESSAGE,
         max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0
         else None,

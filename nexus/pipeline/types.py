@@ -35,6 +35,7 @@ class Requirements(msgspec.Struct, kw_only=True):
     vision: bool = False
     tools: bool = False
     json_mode: bool = False
+    json_format: str | None = None  # response_format.type: json_object or json_schema
     input_tokens: int = 0
     max_output_tokens: int | None = None
 

@@ -128,7 +128,10 @@ class Forwarder:
                         request: web.Request) -> web.StreamResponse:
         backend = route.backend
         adapter = ADAPTERS[backend.api]
-        upstream = self._upstream(route, call)
+        try:
+            upstream = self._upstream(route, call)
+        except NexusError as error:  # this API cannot take the request (n > 1, ...)
+            raise UpstreamFailure(error) from None
         started = time.monotonic()  # the loop's clock, without asking for the loop
         exchange = self.watch.open()
         try:
@@ -137,6 +140,8 @@ class Forwarder:
                                          timeout=self.timeout) as response:
                 exchange.response = response
                 headers = route_headers(route, call.request_id)
+                if upstream.notes:
+                    headers.update(upstream.notes)
                 if response.status >= 400:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:

@@ -14,5 +14,4 @@ def spend_record(request_id: str, route: Route, usage: Usage, estimated: bool = 
     price = route.backend.prices.price(route.model)
     return SpendRecord(request_id=request_id, month=month_of(), backend=route.backend.name,
                        model=route.model, estimated=estimated, reserved=reserved,
-                       cost_micro_usd=price.cost_micro_usd(usage.prompt_tokens,
-                                                           usage.completion_tokens))
+                       cost_micro_usd=price.cost_of(usage))
