@@ -8,7 +8,11 @@
 -- KEYS[5]  {prefix}:spend:{month}:total            string, integer micro-USD spent
 -- KEYS[6]  {prefix}:spend:{month}:by_backend       hash, backend name -> micro-USD
 -- KEYS[7]  {prefix}:spend:{month}:by_model         hash, model name -> micro-USD
--- KEYS[8..7+n]  {prefix}:spend:counted:{id} for each id in ARGV[4..]
+-- KEYS[8]  {prefix}:spend:{month}:by_key           hash, key name -> micro-USD
+-- KEYS[9]  {prefix}:spend:{month}:by_team          hash, team name -> micro-USD
+-- KEYS[10] {prefix}:spend:{month}:reserved_by_key  hash, key name -> micro-USD held
+-- KEYS[11] {prefix}:spend:{month}:reserved_by_team hash, team name -> micro-USD held
+-- KEYS[12..11+n]  {prefix}:spend:counted:{id} for each id in ARGV[4..]
 -- ARGV[1]  the caller's epoch
 -- ARGV[2]  now, unix milliseconds
 -- ARGV[3]  marker lifetime in seconds
@@ -27,11 +31,17 @@ for i = 4, #ARGV do
     local r = cjson.decode(held)
     redis.call('HDEL', KEYS[3], id)
     redis.call('ZREM', KEYS[2], id)
-    redis.call('DECRBY', KEYS[4], r['micro_usd'])
-    if redis.call('SET', KEYS[4 + i], r['micro_usd'], 'NX', 'EX', ARGV[3]) then
-      redis.call('INCRBY', KEYS[5], r['micro_usd'])
-      redis.call('HINCRBY', KEYS[6], r['backend'], r['micro_usd'])
-      redis.call('HINCRBY', KEYS[7], r['model'], r['micro_usd'])
+    local amount = tonumber(r['micro_usd'])
+    local key, team = r['key'] or '', r['team'] or ''
+    redis.call('DECRBY', KEYS[4], amount)
+    if key ~= '' then redis.call('HINCRBY', KEYS[10], key, -amount) end
+    if team ~= '' then redis.call('HINCRBY', KEYS[11], team, -amount) end
+    if redis.call('SET', KEYS[8 + i], amount, 'NX', 'EX', ARGV[3]) then
+      redis.call('INCRBY', KEYS[5], amount)
+      redis.call('HINCRBY', KEYS[6], r['backend'], amount)
+      redis.call('HINCRBY', KEYS[7], r['model'], amount)
+      if key ~= '' then redis.call('HINCRBY', KEYS[8], key, amount) end
+      if team ~= '' then redis.call('HINCRBY', KEYS[9], team, amount) end
       counted = counted + 1
     end
   end

@@ -1,6 +1,6 @@
 -- Count requests' costs, each once, and let go of their reservations if they had one.
--- One call carries a batch of n records (n >= 1): record i uses KEYS[7i-6 .. 7i] and
--- ARGV[4i-2 .. 4i+1].
+-- One call carries a batch of n records (n >= 1): record i uses KEYS[11i-10 .. 11i] and
+-- ARGV[6i-4 .. 6i+1].
 --
 -- KEYS, per record:
 --   1  {prefix}:spend:counted:{request_id}     marker: this request id was counted
@@ -10,24 +10,35 @@
 --   5  {prefix}:spend:{month}:reserved         string, micro-USD held by reservations
 --   6  {prefix}:reservations:{month}           hash, request id -> JSON reservation
 --   7  {prefix}:reservations:{month}:expiry    sorted set, request id by expiry (ms)
+--   8  {prefix}:spend:{month}:by_key           hash, tenant key name -> micro-USD
+--   9  {prefix}:spend:{month}:by_team          hash, team name -> micro-USD
+--  10  {prefix}:spend:{month}:reserved_by_key  hash, key name -> micro-USD held
+--  11  {prefix}:spend:{month}:reserved_by_team hash, team name -> micro-USD held
 -- ARGV[1]  marker lifetime in seconds (longer than any retry or outage buffering)
 -- ARGV, per record: request id, cost in integer micro-USD (0: only release the
---   reservation), backend name, model name
+--   reservation), backend name, model name, key name ("" none), team name ("" none)
 --
 -- Returns one integer per record: 1 when its cost was counted (or, for cost 0, its
 -- reservation released), 0 when that request id had been counted already, so a
 -- batch sent again after a timeout never counts anything twice.
 local results = {}
-local n = #KEYS / 7
+local n = #KEYS / 11
 for i = 1, n do
-  local k = 7 * (i - 1)
-  local a = 1 + 4 * (i - 1)
+  local k = 11 * (i - 1)
+  local a = 1 + 6 * (i - 1)
   local id, cost = ARGV[a + 1], tonumber(ARGV[a + 2])
   local held = redis.call('HGET', KEYS[k + 6], id)
   if held then
+    local r = cjson.decode(held)
     redis.call('HDEL', KEYS[k + 6], id)
     redis.call('ZREM', KEYS[k + 7], id)
-    redis.call('DECRBY', KEYS[k + 5], cjson.decode(held)['micro_usd'])
+    redis.call('DECRBY', KEYS[k + 5], r['micro_usd'])
+    if r['key'] and r['key'] ~= '' then
+      redis.call('HINCRBY', KEYS[k + 10], r['key'], -tonumber(r['micro_usd']))
+    end
+    if r['team'] and r['team'] ~= '' then
+      redis.call('HINCRBY', KEYS[k + 11], r['team'], -tonumber(r['micro_usd']))
+    end
   end
   if cost <= 0 then
     results[i] = held and 1 or 0
@@ -35,6 +46,8 @@ for i = 1, n do
     redis.call('INCRBY', KEYS[k + 2], cost)
     redis.call('HINCRBY', KEYS[k + 3], ARGV[a + 3], cost)
     redis.call('HINCRBY', KEYS[k + 4], ARGV[a + 4], cost)
+    if ARGV[a + 5] ~= '' then redis.call('HINCRBY', KEYS[k + 8], ARGV[a + 5], cost) end
+    if ARGV[a + 6] ~= '' then redis.call('HINCRBY', KEYS[k + 9], ARGV[a + 6], cost) end
     results[i] = 1
   else
     results[i] = 0

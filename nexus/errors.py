@@ -12,12 +12,13 @@ class NexusError(Exception):
 
     def __init__(self, message: str, *, param: str | None = None,
                  code: str | None = None, extra: dict[str, Any] | None = None,
-                 retry_after: int | None = None) -> None:
+                 retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.extra = extra or {}
         self.retry_after = retry_after  # seconds, sent as Retry-After: waiting helps
+        self.headers = headers or {}    # more response headers (x-ratelimit-*)
         if code is not None:
             self.code = code
 
@@ -41,6 +42,24 @@ class UnsupportedMediaType(NexusError):
 
 class Unauthorized(NexusError):
     status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class Forbidden(NexusError):
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
+class RateLimitExceeded(NexusError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+
+class InsufficientQuota(NexusError):
+    """Out of budget: OpenAI's SDKs do not retry this 429."""
+
+    status, type, code = 429, "insufficient_quota", "insufficient_quota"
 
 
 class NotFound(NexusError):
@@ -76,7 +95,7 @@ class BackendTimeout(NexusError):
 
 
 _BY_STATUS: dict[int, type[NexusError]] = {
-    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed,
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
     413: BodyTooLarge, 429: RateLimited, 502: BackendError, 503: NoViableBackend,
     504: BackendTimeout,
 }

@@ -93,3 +93,10 @@ async def _healthy(http: aiohttp.ClientSession, url: str,
             return bool(health["store"]["connected"])
     except aiohttp.ClientError:
         return False
+
+
+def test_the_wheel_carries_every_package_of_the_tree(installed: Path) -> None:
+    packages = sorted("nexus." + p.parent.name for p in (ROOT / "nexus").glob("*/__init__.py"))
+    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]"
+    subprocess.run([str(installed / "python"), "-c", code, *packages], check=True,
+                   capture_output=True, cwd=installed)

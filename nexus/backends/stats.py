@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from nexus.adapters.base import Usage
+from nexus.store.base import SpendRecord
+from nexus.tenants.model import Tenant
+from nexus.usage import Usage
 
 
 class Stats:
@@ -20,6 +22,11 @@ class Stats:
         self.estimated_prompt_tokens: Counter[str] = Counter()
         self.estimated_completion_tokens: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()                 # status of unrouted requests
+        # By tenant: bounded by the key table (names, never secrets).
+        self.key_requests: Counter[str] = Counter()
+        self.key_spend: Counter[str] = Counter()                # micro-USD
+        self.team_requests: Counter[str] = Counter()
+        self.team_spend: Counter[str] = Counter()
 
     def response(self, backend: str, status: int, usage: Usage | None,
                  estimated: bool = False) -> None:
@@ -30,6 +37,17 @@ class Stats:
             if estimated:
                 self.estimated_prompt_tokens[backend] += usage.prompt_tokens
                 self.estimated_completion_tokens[backend] += usage.completion_tokens
+
+    def tenant_request(self, tenant: Tenant) -> None:
+        self.key_requests[tenant.key.name] += 1
+        if tenant.team is not None:
+            self.team_requests[tenant.team.name] += 1
+
+    def tenant_spend(self, record: SpendRecord) -> None:
+        if record.key:
+            self.key_spend[record.key] += record.cost_micro_usd
+        if record.team:
+            self.team_spend[record.team] += record.cost_micro_usd
 
     def failure(self, backend: str, kind: str) -> None:
         self.failures[backend, kind] += 1

@@ -40,6 +40,7 @@ class ServerConfig(Section):
     request_timeout_seconds: PositiveFloat = 300.0
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
     api_keys_env: str | None = None
+    admin_key_env: str | None = None  # the admin API's key (/admin/...); unset: no admin API
     access_log: bool = False
 
 
@@ -156,6 +157,34 @@ class QueueConfig(Section):
     max_wait_seconds: NonNegativeFloat = 30.0
 
 
+Day = Annotated[str, Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class TenantLimitsConfig(Section):
+    monthly_budget_usd: NonNegativeFloat | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    when_stale: WhenStale | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class TeamConfig(TenantLimitsConfig, kw_only=True):
+    name: Name
+
+
+class KeyConfig(TenantLimitsConfig, kw_only=True):
+    """A key declared in the file: its secret from `secret_env`, or only its hash."""
+
+    name: Name
+    secret_env: str | None = None
+    secret_sha256: Sha256 | None = None
+    team: str | None = None
+    models: list[Name] = msgspec.field(default_factory=list)
+    privacy: Privacy = "unrestricted"
+    expires_at: Day | None = None
+
+
 class Config(Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     redis: RedisConfig | None = None
@@ -165,6 +194,8 @@ class Config(Section):
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     quality: QualityConfig = msgspec.field(default_factory=QualityConfig)
     queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    keys: list[KeyConfig] = msgspec.field(default_factory=list)
+    teams: list[TeamConfig] = msgspec.field(default_factory=list)
 
 
 def default_backend() -> BackendConfig:

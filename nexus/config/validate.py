@@ -20,6 +20,7 @@ def validate(config: Config, source: str) -> None:
     _check_redis_url(config, source)
     _check_aliases(config.routing.aliases, source)
     _check_policies(config, source)
+    _check_tenants(config, source)
 
 
 def _check_backends(backends: list[BackendConfig], source: str) -> None:
@@ -85,3 +86,20 @@ def _check_policies(config: Config, source: str) -> None:
         except Exception as exc:  # wcmatch raises several types for bad patterns
             raise ConfigError(source, f"routing.policies[{index}].model_pattern",
                               f"invalid glob {policy.model_pattern!r}: {exc}") from None
+
+
+def _check_tenants(config: Config, source: str) -> None:
+    teams = [team.name for team in config.teams]
+    if len(set(teams)) != len(teams):
+        raise ConfigError(source, "teams", "team names must be unique")
+    names: set[str] = set()
+    for index, key in enumerate(config.keys):
+        where = f"keys[{index}]"
+        if key.name in names:
+            raise ConfigError(source, f"{where}.name", f"duplicate key name {key.name!r}")
+        names.add(key.name)
+        if (key.secret_env is None) == (key.secret_sha256 is None):
+            raise ConfigError(source, where, "give exactly one of secret_env (the variable "
+                              "holding the secret) or secret_sha256 (its SHA-256, hex)")
+        if key.team is not None and key.team not in teams:
+            raise ConfigError(source, f"{where}.team", f"no [[teams]] entry named {key.team!r}")

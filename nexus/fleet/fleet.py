@@ -101,6 +101,7 @@ class Fleet:
                                      config.fleet.lease_ttl_ms)
         self.budget = BudgetReconciliation(config, store, self.leadership)
         self.period = config.redis.snapshot_interval_seconds
+        self.replica_count = 1  # live replicas, this one included, as last merged
         self._health_seen = 0.0
 
     @property
@@ -163,6 +164,7 @@ class Fleet:
         """Sum the other replicas' figures into each backend's remote fields. A replica
         that died stops publishing; its key expires and its share ages out."""
         others = await self.live_replicas()
+        self.replica_count = len(others) + 1
         published: list[dict[str, str]] = []
         if others:
             async with self.client.pipeline(transaction=False) as pipe:

@@ -8,8 +8,10 @@ from nexus.backends.backend import Backend
 from nexus.budget import BudgetView, status_of
 from nexus.config.schema import BudgetConfig
 from nexus.pipeline.intent import RoutingIntent, Verdict
+from nexus.pipeline.tenant_budget import drop_paid_when_out_of_budget
 from nexus.pipeline.types import BudgetStatus, CostEstimate
 from nexus.pricing import usd
+from nexus.tenants.model import TenantSpend
 
 STAGE = "BudgetReconciler"
 DEFAULT_OUTPUT_TOKENS = 512   # the estimate when the request sets no max_tokens
@@ -29,9 +31,11 @@ def token_tier(tokens: int) -> str:
 class BudgetReconciler:
     name = STAGE
 
-    def __init__(self, config: BudgetConfig | None, view: Callable[[], BudgetView]) -> None:
+    def __init__(self, config: BudgetConfig | None, view: Callable[[], BudgetView],
+                 tenant_spend: Callable[[], TenantSpend] | None = None) -> None:
         self.config = config
         self.view = view
+        self.tenant_spend = tenant_spend or TenantSpend
         self._last: tuple[BudgetView | None, BudgetStatus] = (None, BudgetStatus.NORMAL)
         self._sizes: dict[tuple[int, int], CostEstimate] = {}
 
@@ -41,6 +45,8 @@ class BudgetReconciler:
             view = self.view()
             intent.budget_status = self._status(view, self.config)
             self._apply_status(intent, view)
+        if intent.tenant is not None and intent.tenant.budgeted:
+            drop_paid_when_out_of_budget(intent, self.tenant_spend(), STAGE)
         limit = intent.policy.max_cost_micro_usd
         costs = intent.costs
         if limit is not None and costs:  # free backends never pass a cost cap

@@ -19,6 +19,7 @@ from nexus.pipeline.types import (
     Requirements,
     ScoreAdjustment,
 )
+from nexus.tenants.model import Tenant
 
 Verdict = tuple[str, str] | None  # (reason, suggestion) against a backend, or None
 Explain = Callable[[Backend], tuple[str, str]]
@@ -50,6 +51,7 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
     tried: frozenset[str] = frozenset()   # backends this request already failed on
     model_served: bool = False            # some backend in the fleet lists the model
+    tenant: Tenant | None = None          # the key (and team) that sent the request
 
     def narrow(self, stage: str, why_not: Callable[[Backend], Verdict]) -> None:
         """Keep the candidates `why_not` has nothing against; drop the rest with a reason.

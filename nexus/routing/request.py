@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements, Route
+from nexus.tenants.model import Tenant
 
 __all__ = ["Endpoint", "RequestFlags", "Route", "RoutingRequest"]
 
@@ -20,3 +21,4 @@ class RoutingRequest(msgspec.Struct, kw_only=True):
     requirements: Requirements | None = None  # or, already read, these
     flags: RequestFlags = NO_FLAGS
     request_id: str = ""
+    tenant: Tenant | None = None            # who sent it: their budgets narrow the route

@@ -16,7 +16,7 @@ import msgspec
 from nexus.backends.registry import Registry
 from nexus.budget import BudgetView, month_of
 from nexus.config.schema import HealthCheckConfig, QualityConfig, QueueConfig, RoutingConfig
-from nexus.errors import ContextLengthExceeded, ModelNotFound, NoViableBackend
+from nexus.errors import ContextLengthExceeded, InsufficientQuota, ModelNotFound, NoViableBackend
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.analyzer import RequestAnalyzer
 from nexus.pipeline.budget import BudgetReconciler
@@ -32,6 +32,7 @@ from nexus.pipeline.tier import TierReconciler
 from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingDecision
 from nexus.routing.rejection import no_viable_backend, waiting_helps
 from nexus.routing.request import RoutingRequest
+from nexus.tenants.model import TenantSpend
 
 CHAIN_CACHE_SIZE = 4096
 MAX_RETRY_AFTER = 300  # seconds: a hint to retry, not a promise
@@ -63,6 +64,7 @@ class Router:
                  rng: random.Random | None = None, *,
                  quality: QualityConfig | None = None, queue: QueueConfig | None = None,
                  budget_view: Callable[[], BudgetView] | None = None,
+                 tenant_spend: Callable[[], TenantSpend] | None = None,
                  health: HealthCheckConfig | None = None,
                  extra_stages: Sequence[Reconciler] = ()) -> None:
         self.config = config
@@ -79,7 +81,7 @@ class Router:
         self.pipeline = Pipeline([
             RequestAnalyzer(registry, config.aliases, PolicySet(config.policies)),
             PrivacyReconciler(),
-            BudgetReconciler(config.budget, budget_view or _no_spend),
+            BudgetReconciler(config.budget, budget_view or _no_spend, tenant_spend),
             TierReconciler(),
             QualityReconciler(quality),
             *extra_stages,
@@ -99,6 +101,11 @@ class Router:
             raise QueueRequired(_message(request.model, decision.rejection_reasons), decision)
         if not decision.model_known:
             raise self._unknown_model(request.model)
+        out_of_budget = [r for r in decision.rejection_reasons if "out of budget" in r.reason
+                         and r.stage == "BudgetReconciler"]
+        if out_of_budget and request.tenant is not None:
+            raise InsufficientQuota(f"{out_of_budget[0].reason}, and no free backend serves "
+                                    f"'{request.model}'")
         needed = self._never_fits(request)
         if needed:
             raise ContextLengthExceeded(
@@ -177,7 +184,7 @@ class Router:
                                resolved_model=request.model, endpoint=request.endpoint,
                                payload=request.payload, fallback_model=fallback,
                                headers=request.flags, attempt=request.attempt,
-                               tried=request.excluded)
+                               tried=request.excluded, tenant=request.tenant)
         if request.requirements is not None:
             intent.requirements, intent.requirements_known = request.requirements, True
         return intent

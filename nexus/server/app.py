@@ -7,36 +7,24 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
 from nexus.server import handlers
+from nexus.server.admin import ADMIN_ROUTES
 from nexus.server.gateway import Gateway
 from nexus.server.guard import EndpointHandler, guarded, no_route
 from nexus.server.handlers import GATEWAY
+from nexus.server.tenancy import Tenancy
 
 
 def create_app(config: Config, environ: dict[str, str] | None = None) -> web.Application:
     env = dict(os.environ) if environ is None else environ
-    keys = client_keys(config, env)
     app = web.Application(client_max_size=config.server.max_body_bytes,
                           # nexus.server.body inflates gzip and deflate, bounded
                           handler_args={"max_field_size": 16384, "auto_decompress": False})
-    app[GATEWAY] = Gateway(config, env)
+    gateway = app[GATEWAY] = Gateway(config, env)
     app.cleanup_ctx.append(_lifecycle)
-    _add_routes(app, keys)
+    _add_routes(app, gateway.tenancy)
     return app
-
-
-def client_keys(config: Config, env: dict[str, str]) -> frozenset[bytes]:
-    name = config.server.api_keys_env
-    if not name:
-        return frozenset()
-    keys = frozenset(k.strip().encode() for k in env.get(name, "").split(",") if k.strip())
-    if not keys:
-        raise ConfigError("environment", name,
-                          "server.api_keys_env names this variable, but it is unset or empty; "
-                          "set it to comma-separated client keys")
-    return keys
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -54,15 +42,16 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("GET", "/v1/budget", handlers.budget),
     ("GET", "/health", handlers.health),
     ("GET", "/metrics", handlers.metrics),
+    *ADMIN_ROUTES,
 ]
 
 
-def _add_routes(app: web.Application, keys: frozenset[bytes]) -> None:
+def _add_routes(app: web.Application, tenancy: Tenancy) -> None:
     methods: dict[str, frozenset[str]] = {}
     for method, path, endpoint in ROUTES:
-        app.router.add_route(method, path, guarded(endpoint, keys))
+        app.router.add_route(method, path, guarded(endpoint, tenancy))
         if method == "GET":
-            app.router.add_route("HEAD", path, guarded(endpoint, keys))
+            app.router.add_route("HEAD", path, guarded(endpoint, tenancy))
         methods[path] = methods.get(path, frozenset()) | {method}
     # Registered last: it takes what no route above took, in the OpenAI error shape.
-    app.router.add_route("*", "/{anything:.*}", guarded(no_route(methods), keys))
+    app.router.add_route("*", "/{anything:.*}", guarded(no_route(methods), tenancy))

@@ -9,6 +9,8 @@ import msgspec
 from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
 from nexus.server.request_id import fresh_id
 from nexus.server.schemas import decode_object
+from nexus.tenants.model import Tenant
+from nexus.tenants.rates import RateCheck
 
 
 class Call(msgspec.Struct, kw_only=True):
@@ -21,6 +23,9 @@ class Call(msgspec.Struct, kw_only=True):
     include_usage: bool = False    # the client asked for the usage chunk itself
     flags: RequestFlags = NO_FLAGS
     priority: int = 0              # X-Nexus-Priority: who waits least in the queue
+    tenant: Tenant | None = None   # the key (and team) that sent it
+    rate_check: RateCheck | None = None  # its admission under rate limits, settled after
+    rate_headers: dict[str, str] = msgspec.field(default_factory=dict)  # x-ratelimit-*
     _payload: dict[str, Any] | None = None
     _spend_id: str | None = None
 

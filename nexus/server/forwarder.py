@@ -21,6 +21,7 @@ from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBacke
 from nexus.pipeline.types import Queue, Route, RoutingDecision
 from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
+from nexus.server.admission import Admission
 from nexus.server.call import Call
 from nexus.server.headers import route_headers
 from nexus.server.holds import Holds
@@ -38,12 +39,14 @@ EVENT_STREAM = "text/event-stream"
 class Forwarder:
     def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
                  max_retries: int, recorder: OutcomeRecorder, store: Store, waiting: WaitQueue,
-                 budget: BudgetConfig | None = None) -> None:
+                 budget: BudgetConfig | None = None,
+                 admission: Admission | None = None) -> None:
         self.router = router
         self.holds = Holds(store, budget, server.request_timeout_seconds)
         self.session = session
         self.max_retries = max_retries
         self.recorder = recorder
+        self.admission = admission or Admission(store)
         self.store = store
         self.waiting = waiting
         limit = server.request_timeout_seconds
@@ -72,8 +75,8 @@ class Forwarder:
                 if failure is None:
                     raise self.router.with_retry_hint(error) from None
                 break
-            if self.holds.applies(route):
-                refused = await self.holds.hold(route, call.spend_id)
+            if self.holds.applies(route, call.tenant):
+                refused = await self.holds.hold(route, call.spend_id, call.tenant)
                 if refused is not None:  # strict budget: this backend would pass the limit
                     excluded.add(route.backend.name)
                     failure = refused
@@ -83,7 +86,7 @@ class Forwarder:
             except UpstreamFailure as exc:
                 log.info("request %s: %s failed before the first byte: %s",
                          call.request_id, route.backend.name, exc.error.message)
-                if self.holds.applies(route):
+                if self.holds.applies(route, call.tenant):
                     await self.holds.let_go(route, call.spend_id)
                 if exc.answer is not None:
                     answers.append(exc.answer)
@@ -97,7 +100,8 @@ class Forwarder:
         """The route, or (when the decision is to queue) a wait for one."""
         request = RoutingRequest(model=call.model, endpoint=call.endpoint, excluded=excluded,
                                  attempt=attempt, requirements=call.requirements,
-                                 flags=call.flags, request_id=call.request_id)
+                                 flags=call.flags, request_id=call.request_id,
+                                 tenant=call.tenant)
         decision = self.router.decide(request)
         if isinstance(decision, Route):  # the common case, with no coroutine in between
             return decision
@@ -139,9 +143,7 @@ class Forwarder:
                                          headers=upstream.headers,
                                          timeout=self.timeout) as response:
                 exchange.response = response
-                headers = route_headers(route, call.request_id)
-                if upstream.notes:
-                    headers.update(upstream.notes)
+                headers = self._headers(route, call, upstream)
                 if response.status >= 400:
                     return await self._error(backend, response, headers)
                 if call.stream and response.content_type == EVENT_STREAM:
@@ -188,6 +190,16 @@ class Forwarder:
         return await relay.run(started)
 
     @staticmethod
+    def _headers(route: Route, call: Call, upstream: UpstreamRequest) -> dict[str, str]:
+        """The route's X-Nexus-* headers, what the translation dropped, the rate limits."""
+        headers = route_headers(route, call.request_id)
+        if upstream.notes:
+            headers.update(upstream.notes)
+        if call.rate_headers:
+            headers.update(call.rate_headers)
+        return headers
+
+    @staticmethod
     def _estimate(route: Route) -> Usage:
         return Usage(route.cost_estimate.input_tokens, route.cost_estimate.output_tokens)
 
@@ -209,9 +221,15 @@ class Forwarder:
         return adapter.prepare(route.backend, call.endpoint, payload, call.stream)
 
     async def _bill(self, call: Call, route: Route, usage: Usage, estimated: bool) -> None:
-        if not route.backend.free:
-            await self.store.commit_spend(spend_record(call.spend_id, route, usage, estimated,
-                                                       self.holds.strict))
+        """Settle what a served request used: its tokens against its rate limits, and,
+        on a paid backend, its cost (in the store before the answer's last byte)."""
+        self.admission.settle(call.rate_check, usage.prompt_tokens + usage.completion_tokens)
+        if route.backend.free:
+            return
+        record = spend_record(call.spend_id, route, usage, estimated,
+                              self.holds.applies(route, call.tenant), call.tenant)
+        self.recorder.stats.tenant_spend(record)
+        await self.store.commit_spend(record)
 
     async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
                      headers: dict[str, str]) -> web.Response:

@@ -18,7 +18,9 @@ from nexus.backends.stats import Stats
 from nexus.config.schema import Config
 from nexus.fleet.fleet import Fleet
 from nexus.routing.router import Router
+from nexus.server.admission import Admission
 from nexus.server.forwarder import Forwarder
+from nexus.server.tenancy import Tenancy
 from nexus.server.waiting import WaitQueue
 from nexus.store import store_for
 from nexus.store.base import Store
@@ -41,8 +43,13 @@ class Gateway:
             self.store.replica_id = self.replica_id
             self.fleet = Fleet(config, self.store, self.registry, self.replica_id,
                                self.supervisor)
+        self.tenancy = Tenancy(config, self.store, environ or dict(os.environ))
+        fleet = self.fleet
+        self.admission = Admission(self.store,
+                                   (lambda: fleet.replica_count) if fleet else (lambda: 1))
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view,
+                             tenant_spend=self.store.tenant_spend,
                              health=config.health_check)
         self.waiting = WaitQueue(config.queue)
         self.stats = Stats()
@@ -63,7 +70,8 @@ class Gateway:
             self._session = session
             self._forwarder = Forwarder(self.router, session, self.config.server,
                                         self.config.routing.max_retries, self.recorder,
-                                        self.store, self.waiting, self.config.routing.budget)
+                                        self.store, self.waiting, self.config.routing.budget,
+                                        self.admission)
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker

@@ -1,5 +1,5 @@
-"""The edge of every endpoint: a request id, the bearer key on /v1, and every error
-answered in the OpenAI shape.
+"""The edge of every endpoint: a request id, the client key on /v1 (the admin key on
+/admin), and every error answered in the OpenAI shape.
 
 Each route's handler is wrapped once, when the app is built, instead of running
 through aiohttp middlewares: those add two coroutine layers and a lookup to every
@@ -8,7 +8,6 @@ request, and the proxy path is where the gateway's own time counts.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,23 +15,30 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from nexus.errors import NexusError, Unauthorized, error_for_status
+from nexus.errors import Forbidden, NexusError, Unauthorized, error_for_status
 from nexus.server.request_id import request_id
+from nexus.server.tenancy import Tenancy
+from nexus.tenants.model import Tenant
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EndpointHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]  # (request, its id)
 REQUEST_ID_HEADER = istr("X-Request-Id")  # case folded once, not per request
+TENANT = web.RequestKey[Tenant | None]("tenant")  # who sent a /v1/ request (None: open)
 
 
-def guarded(endpoint: EndpointHandler, keys: frozenset[bytes]) -> Handler:
-    """The endpoint as aiohttp calls it. With keys, paths under /v1/ need one of them."""
+def guarded(endpoint: EndpointHandler, tenancy: Tenancy) -> Handler:
+    """The endpoint as aiohttp calls it. Paths under /v1/ need a client key once any key
+    exists (the request's tenant is kept under TENANT); /admin/ needs the admin key."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         try:
-            if keys and request.path.startswith("/v1/") and not _authorized(request, keys):
-                raise Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>'")
+            path = request.path
+            if path.startswith("/v1/"):
+                request[TENANT] = tenancy.authenticate(request.headers)
+            elif path.startswith("/admin/") or path == "/admin":
+                _admit_admin(tenancy, request)
             return await endpoint(request, rid)
         except NexusError as error:
             return error_response(error, rid)
@@ -51,8 +57,17 @@ def guarded(endpoint: EndpointHandler, keys: frozenset[bytes]) -> Handler:
     return handle
 
 
+def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
+    if tenancy.admin_key is None:
+        raise Forbidden("The admin API is off: set server.admin_key_env to the name of the "
+                        "variable holding the admin key")
+    if not tenancy.is_admin(request.headers):
+        raise Unauthorized("The admin API needs the admin key (server.admin_key_env); a "
+                           "client key is not one")
+
+
 def error_response(error: NexusError, rid: str) -> web.Response:
-    headers = {"X-Nexus-Request-Id": rid}
+    headers = {"X-Nexus-Request-Id": rid, **error.headers}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return web.Response(status=error.status, body=msgspec.json.encode(error.body()),
@@ -78,15 +93,3 @@ def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 404:
         return "No such endpoint; see /v1/chat/completions, /v1/models, /health"
     return exc.reason
-
-
-def _authorized(request: web.Request, keys: frozenset[bytes]) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    presented = token.strip().encode()
-    matched = False
-    for key in keys:  # compare against every key so timing does not tell which one matched
-        matched |= hmac.compare_digest(presented, key)
-    return matched

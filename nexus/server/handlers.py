@@ -14,16 +14,17 @@ from nexus.backends.health import Health
 from nexus.budget_report import budget_report
 from nexus.errors import BadRequest
 from nexus.pipeline.aliases import resolve
-from nexus.pipeline.types import Endpoint
+from nexus.pipeline.types import Endpoint, RequestFlags
 from nexus.routing.explain import explain
 from nexus.routing.request import RoutingRequest
 from nexus.server.body import read_body
 from nexus.server.call import Call
 from nexus.server.flags import request_flags, request_priority
 from nexus.server.gateway import Gateway
-from nexus.server.guard import EndpointHandler
+from nexus.server.guard import TENANT, EndpointHandler
 from nexus.server.metrics import render_metrics
 from nexus.server.schemas import parse_body, view_requirements
+from nexus.tenants.model import Tenant
 
 GATEWAY = web.AppKey("gateway", Gateway)
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -42,15 +43,33 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
         body = await read_body(request, gateway.config.server.max_body_bytes)
         view = parse_body(endpoint, body)
         options = view.stream_options or {}
+        tenant = request[TENANT]
         call = Call(request_id=rid, endpoint=endpoint, model=view.model, body=body,
                     requirements=view_requirements(view),
                     stream=view.stream and endpoint != "embeddings",
                     include_usage=bool(options.get("include_usage")),
-                    flags=request_flags(request.headers),
-                    priority=request_priority(request.headers))
+                    flags=tenant_flags(request_flags(request.headers), tenant),
+                    priority=request_priority(request.headers), tenant=tenant)
+        if tenant is not None:
+            await admit(gateway, call, tenant)
         return await gateway.forwarder.serve(call, request)
 
     return proxy
+
+
+async def admit(gateway: Gateway, call: Call, tenant: Tenant) -> None:
+    """The key's models and rate limits, before routing (403 or 429 when refused)."""
+    gateway.admission.check_model(tenant, call.model)
+    call.rate_check, call.rate_headers = await gateway.admission.admit(
+        tenant, call.request_id, call.requirements)
+    gateway.stats.tenant_request(tenant)
+
+
+def tenant_flags(flags: RequestFlags, tenant: Tenant | None) -> RequestFlags:
+    """A restricted key makes every request restricted, like a restricted policy."""
+    if tenant is None or not tenant.restricted or flags.restricted:
+        return flags
+    return msgspec.structs.replace(flags, restricted=True)
 
 
 chat_completions = _proxy("chat")
@@ -62,9 +81,10 @@ async def routing_explain(request: web.Request, rid: str) -> web.Response:
     """Run the pipeline on a chat request body without sending it anywhere."""
     view = parse_body("chat", await read_body(request,
                                               request.app[GATEWAY].config.server.max_body_bytes))
+    tenant = request[TENANT]
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
-                             request_id=rid,
-                             flags=request_flags(request.headers))
+                             request_id=rid, tenant=tenant,
+                             flags=tenant_flags(request_flags(request.headers), tenant))
     return json_response(explain(request.app[GATEWAY].router, routing))
 
 

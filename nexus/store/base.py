@@ -13,6 +13,8 @@ import msgspec
 
 from nexus.budget import BudgetView
 from nexus.supervise import Supervisor
+from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
+from nexus.tenants.rates import RateCheck, RateVerdict
 
 
 class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +25,8 @@ class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
     cost_micro_usd: int
     estimated: bool = False  # True when the backend reported no usage
     reserved: bool = False   # a strict-budget reservation is held under request_id: release it
+    key: str = ""            # the tenant key that sent it ("" for none), for attribution
+    team: str = ""           # and its team
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,8 +35,24 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     backend: str
     model: str
     estimate_micro_usd: int
-    limit_micro_usd: int
+    limit_micro_usd: int | None  # the fleet's monthly limit; None: only tenant budgets
     ttl_seconds: float  # after this the leader counts the estimate as spent
+    key: str = ""                  # the tenant's key, and its budget (None: no budget)
+    key_limit_micro_usd: int | None = None
+    team: str = ""
+    team_limit_micro_usd: int | None = None
+
+
+HELD, OVER_FLEET_BUDGET, OVER_KEY_BUDGET, OVER_TEAM_BUDGET = "", "fleet", "key", "team"
+
+
+class TenantRecords(msgspec.Struct, frozen=True):
+    """The keys and teams made through the admin API, as last read (the config's own
+    are not in the store)."""
+
+    version: int = 0
+    keys: dict[str, KeyRecord] = msgspec.field(default_factory=dict)
+    teams: dict[str, TeamRecord] = msgspec.field(default_factory=dict)
 
 
 class SpendBreakdown(msgspec.Struct, kw_only=True):
@@ -41,6 +61,8 @@ class SpendBreakdown(msgspec.Struct, kw_only=True):
     reserved_micro_usd: int = 0
     by_backend: dict[str, int] = msgspec.field(default_factory=dict)
     by_model: dict[str, int] = msgspec.field(default_factory=dict)
+    by_key: dict[str, int] = msgspec.field(default_factory=dict)
+    by_team: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class StoreStatus(msgspec.Struct, kw_only=True):
@@ -68,6 +90,35 @@ class Store(Protocol):
     async def reserve(self, reservation: Reservation) -> bool:
         """Strict budgets: hold the estimate unless spent + reserved + estimate > limit.
         Raises StoreError when the shared store cannot answer."""
+
+    async def hold(self, reservation: Reservation) -> str:
+        """`reserve`, saying which budget refused: HELD ("") or OVER_*_BUDGET. The
+        fleet's, the key's and the team's are checked and held together, or none."""
+
+    # -- tenants -------------------------------------------------------------------------
+    def tenant_records(self) -> TenantRecords:
+        """The admin API's keys and teams as last seen; never does I/O."""
+
+    async def save_key(self, record: KeyRecord) -> None: ...
+
+    async def save_team(self, record: TeamRecord) -> None: ...
+
+    async def delete_key(self, name: str) -> bool: ...
+
+    async def delete_team(self, name: str) -> bool: ...
+
+    def tenant_spend(self) -> TenantSpend:
+        """The month's spend by key and team as last seen; never does I/O."""
+
+    async def rate_check(self, check: RateCheck) -> RateVerdict:
+        """Admit or refuse a request under its subjects' rate limits, fleet-wide.
+        Raises StoreError when the shared store cannot answer."""
+
+    def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
+        """Replace an admitted request's token estimate with its usage (queued)."""
+
+    async def rate_usage(self, name: str) -> tuple[int, int]:
+        """(requests, tokens) of a rate subject ("key:NAME") in the last minute."""
 
     async def release(self, request_id: str, month: str) -> None:
         """Let go of a reservation whose request was not served (no cost)."""

@@ -52,3 +52,24 @@ class Keys:
 
     def reservation_expiry(self, month: str) -> str:
         return f"{self.prefix}:reservations:{month}:expiry"
+
+    def spend_by(self, month: str, kind: str) -> str:
+        """by_key / by_team: a tenant key's or team's spend this month."""
+        return f"{self.prefix}:spend:{month}:by_{kind}"
+
+    def reserved_by(self, month: str, kind: str) -> str:
+        return f"{self.prefix}:spend:{month}:reserved_by_{kind}"
+
+    def tenant_records(self, kind: str) -> str:
+        """keys / teams made through the admin API: name -> JSON record (hashed secret)."""
+        return f"{self.prefix}:tenants:{kind}"
+
+    @property
+    def tenants_version(self) -> str:
+        return f"{self.prefix}:tenants:version"
+
+    def rate_requests(self, subject: str) -> str:
+        return f"{self.prefix}:rate:{subject}:requests"
+
+    def rate_tokens(self, subject: str) -> str:
+        return f"{self.prefix}:rate:{subject}:tokens"

@@ -5,11 +5,26 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
+import msgspec
+
 from nexus.budget import BudgetView, month_of
-from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
+from nexus.store.base import (
+    HELD,
+    OVER_FLEET_BUDGET,
+    OVER_KEY_BUDGET,
+    OVER_TEAM_BUDGET,
+    Reservation,
+    SpendBreakdown,
+    SpendRecord,
+    StoreStatus,
+    TenantRecords,
+)
 from nexus.supervise import Supervisor
+from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
+from nexus.tenants.rates import LocalLimiter, RateCheck, RateVerdict
 
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
+Ledger = dict[str, Counter[str]]  # month -> name -> micro-USD
 
 
 class MemoryStore:
@@ -19,11 +34,13 @@ class MemoryStore:
         self._month = month
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()  # (month, request id)
         self._total: Counter[str] = Counter()
-        self._by_backend: dict[str, Counter[str]] = {}
-        self._by_model: dict[str, Counter[str]] = {}
+        self._spent: dict[str, Ledger] = {k: {} for k in ("backend", "model", "key", "team")}
+        self._held: dict[str, Ledger] = {"key": {}, "team": {}}
         self._reservations: dict[str, Reservation] = {}
         self._reserved: Counter[str] = Counter()          # month -> micro-USD held
         self._view: BudgetView | None = None              # cached until the next change
+        self._tenants = TenantRecords()
+        self.limiter = LocalLimiter()
 
     def budget_view(self) -> BudgetView:
         month = self._month()
@@ -43,25 +60,45 @@ class MemoryStore:
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
         self._total[record.month] += record.cost_micro_usd
-        self._by_backend.setdefault(record.month, Counter())[record.backend] += \
-            record.cost_micro_usd
-        self._by_model.setdefault(record.month, Counter())[record.model] += \
-            record.cost_micro_usd
+        for kind, name in (("backend", record.backend), ("model", record.model),
+                           ("key", record.key), ("team", record.team)):
+            if name:
+                self._spent[kind].setdefault(record.month, Counter())[name] += \
+                    record.cost_micro_usd
 
     async def commit_spend(self, record: SpendRecord) -> None:
         self.record_spend(record)
 
     async def reserve(self, reservation: Reservation) -> bool:
+        return await self.hold(reservation) == HELD
+
+    async def hold(self, reservation: Reservation) -> str:
         if reservation.request_id in self._reservations:
-            return True
-        month = reservation.month
-        if self._total[month] + self._reserved[month] + reservation.estimate_micro_usd > \
-                reservation.limit_micro_usd:
-            return False
+            return HELD
+        month, estimate = reservation.month, reservation.estimate_micro_usd
+        if reservation.limit_micro_usd is not None and self._total[month] + \
+                self._reserved[month] + estimate > reservation.limit_micro_usd:
+            return OVER_FLEET_BUDGET
+        for kind, name, limit, refusal in (
+                ("key", reservation.key, reservation.key_limit_micro_usd, OVER_KEY_BUDGET),
+                ("team", reservation.team, reservation.team_limit_micro_usd, OVER_TEAM_BUDGET)):
+            if name and limit is not None and \
+                    self._used(kind, month, name) + estimate > limit:
+                return refusal
         self._reservations[reservation.request_id] = reservation
-        self._reserved[month] += reservation.estimate_micro_usd
+        self._reserved[month] += estimate
+        self._hold_tenants(reservation, estimate)
         self._view = None
-        return True
+        return HELD
+
+    def _used(self, kind: str, month: str, name: str) -> int:
+        return self._spent[kind].get(month, Counter())[name] + \
+            self._held[kind].get(month, Counter())[name]
+
+    def _hold_tenants(self, reservation: Reservation, amount: int) -> None:
+        for kind, name in (("key", reservation.key), ("team", reservation.team)):
+            if name:
+                self._held[kind].setdefault(reservation.month, Counter())[name] += amount
 
     async def release(self, request_id: str, month: str) -> None:
         self._let_go(request_id)
@@ -70,13 +107,56 @@ class MemoryStore:
         held = self._reservations.pop(request_id, None)
         if held is not None:
             self._reserved[held.month] -= held.estimate_micro_usd
+            self._hold_tenants(held, -held.estimate_micro_usd)
             self._view = None
 
     async def breakdown(self, month: str) -> SpendBreakdown:
+        spent = {kind: dict(ledger.get(month, {})) for kind, ledger in self._spent.items()}
         return SpendBreakdown(month=month, total_micro_usd=self._total[month],
                               reserved_micro_usd=self._reserved[month],
-                              by_backend=dict(self._by_backend.get(month, {})),
-                              by_model=dict(self._by_model.get(month, {})))
+                              by_backend=spent["backend"], by_model=spent["model"],
+                              by_key=spent["key"], by_team=spent["team"])
+
+    # -- tenants -------------------------------------------------------------------------
+    def tenant_records(self) -> TenantRecords:
+        return self._tenants
+
+    async def save_key(self, record: KeyRecord) -> None:
+        self._change(keys={**self._tenants.keys, record.name: record})
+
+    async def save_team(self, record: TeamRecord) -> None:
+        self._change(teams={**self._tenants.teams, record.name: record})
+
+    async def delete_key(self, name: str) -> bool:
+        found = name in self._tenants.keys
+        self._change(keys={k: v for k, v in self._tenants.keys.items() if k != name})
+        return found
+
+    async def delete_team(self, name: str) -> bool:
+        found = name in self._tenants.teams
+        self._change(teams={k: v for k, v in self._tenants.teams.items() if k != name})
+        return found
+
+    def _change(self, **changes: object) -> None:
+        self._tenants = msgspec.structs.replace(self._tenants, version=self._tenants.version + 1,
+                                                **changes)
+
+    def tenant_spend(self) -> TenantSpend:
+        month = self._month()
+        return TenantSpend(month=month,
+                           spent_by_key=dict(self._spent["key"].get(month, {})),
+                           spent_by_team=dict(self._spent["team"].get(month, {})),
+                           reserved_by_key=dict(self._held["key"].get(month, {})),
+                           reserved_by_team=dict(self._held["team"].get(month, {})))
+
+    async def rate_check(self, check: RateCheck) -> RateVerdict:
+        return self.limiter.check(check)
+
+    def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
+        self.limiter.settle(check, actual_tokens)
+
+    async def rate_usage(self, name: str) -> tuple[int, int]:
+        return self.limiter.usage(name)
 
     def status(self) -> StoreStatus:
         return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)

@@ -23,12 +23,25 @@ from redis.exceptions import RedisError
 from nexus.aio import stop_if_cancelled
 from nexus.budget import BudgetView, month_of
 from nexus.config.schema import RedisConfig
-from nexus.store.base import Reservation, SpendBreakdown, SpendRecord, StoreStatus
+from nexus.store.base import (
+    HELD,
+    OVER_FLEET_BUDGET,
+    OVER_KEY_BUDGET,
+    OVER_TEAM_BUDGET,
+    Reservation,
+    SpendBreakdown,
+    SpendRecord,
+    StoreStatus,
+    TenantRecords,
+)
 from nexus.store.circuit import Circuit
 from nexus.store.errors import StoreError, store_error, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
+from nexus.store.redis_tenants import RedisTenants
 from nexus.supervise import Supervisor, ticks
+from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
+from nexus.tenants.rates import RateCheck, RateVerdict
 
 if TYPE_CHECKING:
     from nexus.fleet.leader import Leadership
@@ -38,6 +51,13 @@ COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer throu
 WRITE_BATCH = 128  # spend records per command; records queue while one is in flight
 EXPIRE_BATCH = 100  # expired reservations settled per leader round
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
+
+
+_REFUSALS = {1: HELD, 0: OVER_FLEET_BUDGET, -1: OVER_KEY_BUDGET, -2: OVER_TEAM_BUDGET}
+
+
+def _limit(micro: int | None) -> int:
+    return -1 if micro is None else micro
 
 
 class RedisStore:
@@ -54,6 +74,7 @@ class RedisStore:
         self._spend = self.client.register_script(lua_script("spend"))
         self._reserve = self.client.register_script(lua_script("reserve"))
         self._expire = self.client.register_script(lua_script("expire_reservations"))
+        self.tenants = RedisTenants(self.client, self.keys)
         self._month = month
         self._clock = clock
         self._spent = 0                      # the month's total at the last snapshot
@@ -147,10 +168,11 @@ class RedisStore:
                         "snapshot and spend is buffered until it returns", self._where(), exc)
         self._supervisor.start("redis-spend", self._write_forever)
         self._supervisor.start("redis-snapshot", self._refresh_forever)
+        self._supervisor.start("redis-rate-settle", self.tenants.settle_forever)
 
     async def close(self, flush_seconds: float = 5.0) -> None:
         if self._supervisor is not None:
-            await self._supervisor.stop("redis-spend", "redis-snapshot")
+            await self._supervisor.stop("redis-spend", "redis-snapshot", "redis-rate-settle")
         with contextlib.suppress(TimeoutError, StoreError):
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
@@ -170,8 +192,11 @@ class RedisStore:
     async def refresh(self) -> None:
         month = self._month()
         try:
-            spent, reserved = await self.client.mget(self.keys.spend_total(month),
-                                                     self.keys.reserved_total(month))
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.mget(self.keys.spend_total(month), self.keys.reserved_total(month))
+                self.tenants.snapshot_reads(pipe, month)
+                (spent, reserved), *tenant_figures = await pipe.execute()
+            await self.tenants.apply_snapshot(month, tenant_figures)
         except RedisError as exc:
             raise self._lost(exc) from exc
         self._spent, self._reserved = int(spent or 0), int(reserved or 0)
@@ -211,7 +236,8 @@ class RedisStore:
         args: list[str | int] = [COUNTED_MARKER_SECONDS]
         for record in batch:
             keys += self._spend_keys(record)
-            args += [record.request_id, record.cost_micro_usd, record.backend, record.model]
+            args += [record.request_id, record.cost_micro_usd, record.backend, record.model,
+                     record.key, record.team]
         results = await self._spend(keys=keys, args=args)
         return list(results)
 
@@ -221,31 +247,83 @@ class RedisStore:
         return [keys.spend_counted(record.request_id), keys.spend_total(month),
                 keys.spend_by_backend(month), keys.spend_by_model(month),
                 keys.reserved_total(month), keys.reservations(month),
-                keys.reservation_expiry(month)]
+                keys.reservation_expiry(month), *self._tenant_ledger(month)]
+
+    def _tenant_ledger(self, month: str) -> list[str]:
+        keys = self.keys
+        return [keys.spend_by(month, "key"), keys.spend_by(month, "team"),
+                keys.reserved_by(month, "key"), keys.reserved_by(month, "team")]
 
     # -- strict budgets ------------------------------------------------------------------
     async def reserve(self, reservation: Reservation) -> bool:
+        return await self.hold(reservation) == HELD
+
+    async def hold(self, reservation: Reservation) -> str:
         self.circuit.check()  # a frozen Redis must not hold the request for its timeout
         try:
             return await self._reserve_now(reservation)
         except RedisError as exc:
             raise self._lost(exc) from exc
 
-    async def _reserve_now(self, reservation: Reservation) -> bool:
+    async def _reserve_now(self, reservation: Reservation) -> str:
         keys, month = self.keys, reservation.month
         details = msgspec.json.encode({
             "micro_usd": str(reservation.estimate_micro_usd), "backend": reservation.backend,
-            "model": reservation.model, "replica": self.replica_id}).decode()
+            "model": reservation.model, "replica": self.replica_id, "key": reservation.key,
+            "team": reservation.team}).decode()
         expires_ms = int((time.time() + reservation.ttl_seconds) * 1000)
-        held = await self._reserve(
+        held = int(await self._reserve(
             keys=[keys.spend_total(month), keys.reserved_total(month),
-                  keys.reservations(month), keys.reservation_expiry(month)],
+                  keys.reservations(month), keys.reservation_expiry(month),
+                  *self._tenant_ledger(month)],
             args=[reservation.request_id, reservation.estimate_micro_usd,
-                  reservation.limit_micro_usd, expires_ms, details])
-        if held and month == self._snapshot_month:
+                  _limit(reservation.limit_micro_usd), expires_ms, details,
+                  reservation.key, _limit(reservation.key_limit_micro_usd),
+                  reservation.team, _limit(reservation.team_limit_micro_usd)]))
+        if held == 1 and month == self._snapshot_month:
             self._reserved += reservation.estimate_micro_usd  # seen at once by this replica
             self._view = None
-        return bool(held)
+            self.tenants.held(reservation)
+        return _REFUSALS[held]
+
+    # -- tenants -------------------------------------------------------------------------
+    def tenant_records(self) -> TenantRecords:
+        return self.tenants.records
+
+    def tenant_spend(self) -> TenantSpend:
+        return self.tenants.spend
+
+    async def save_key(self, record: KeyRecord) -> None:
+        with store_errors():
+            await self.tenants.save("keys", record.name, record)
+
+    async def save_team(self, record: TeamRecord) -> None:
+        with store_errors():
+            await self.tenants.save("teams", record.name, record)
+
+    async def delete_key(self, name: str) -> bool:
+        with store_errors():
+            return await self.tenants.delete("keys", name)
+
+    async def delete_team(self, name: str) -> bool:
+        with store_errors():
+            return await self.tenants.delete("teams", name)
+
+    async def rate_check(self, check: RateCheck) -> RateVerdict:
+        self.circuit.check()
+        try:
+            verdict = await self.tenants.rate_check(check)
+        except RedisError as exc:
+            raise self._lost(exc) from exc
+        self._found()
+        return verdict
+
+    def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
+        self.tenants.settle(check, actual_tokens)
+
+    async def rate_usage(self, name: str) -> tuple[int, int]:
+        with store_errors():
+            return await self.tenants.rate_usage(name)
 
     async def release(self, request_id: str, month: str) -> None:
         record = SpendRecord(request_id=request_id, month=month, backend="", model="",
@@ -274,7 +352,7 @@ class RedisStore:
             keys=[keys.leader_epoch, keys.reservation_expiry(month), keys.reservations(month),
                   keys.reserved_total(month), keys.spend_total(month),
                   keys.spend_by_backend(month), keys.spend_by_model(month),
-                  *(keys.spend_counted(i) for i in ids)],
+                  *self._tenant_ledger(month), *(keys.spend_counted(i) for i in ids)],
             args=[leadership.epoch, now_ms, COUNTED_MARKER_SECONDS, *ids]))
         return max(0, counted)
 
@@ -330,11 +408,15 @@ class RedisStore:
             pipe.hgetall(keys.spend_by_backend(month))
             pipe.hgetall(keys.spend_by_model(month))
             pipe.get(keys.reserved_total(month))
-            total, by_backend, by_model, reserved = await pipe.execute()
+            pipe.hgetall(keys.spend_by(month, "key"))
+            pipe.hgetall(keys.spend_by(month, "team"))
+            total, by_backend, by_model, reserved, by_key, by_team = await pipe.execute()
         return SpendBreakdown(month=month, total_micro_usd=int(total or 0),
                               reserved_micro_usd=int(reserved or 0),
                               by_backend={k: int(v) for k, v in by_backend.items()},
-                              by_model={k: int(v) for k, v in by_model.items()})
+                              by_model={k: int(v) for k, v in by_model.items()},
+                              by_key={k: int(v) for k, v in by_key.items()},
+                              by_team={k: int(v) for k, v in by_team.items()})
 
     # -- connection state ----------------------------------------------------------------
     def _lost(self, exc: RedisError) -> StoreError:

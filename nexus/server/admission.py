@@ -1,0 +1,94 @@
+"""A tenant's request at the door: the models its key may use, and its rate limits.
+
+Rate limits are asked of the store (one `rate.lua` call, only for keys or teams that
+have limits). While the store cannot answer, each limit follows its `when_stale`:
+`fail_open` (the default for rate limits) admits by a local share of the limit (the
+limit divided by the live replicas), `fail_closed` refuses with 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from nexus.errors import ModelNotAllowed, NoViableBackend, RateLimitExceeded
+from nexus.pipeline.types import Requirements
+from nexus.store.base import Store
+from nexus.store.errors import StoreError
+from nexus.tenants.model import Tenant
+from nexus.tenants.rates import LocalLimiter, Quota, RateCheck, RateSubject, RateVerdict
+from nexus.tenants.table import allows_model
+
+DEFAULT_OUTPUT_TOKENS = 512  # a request's output estimate when it sets no max_tokens
+
+
+class Admission:
+    def __init__(self, store: Store, live_replicas: Callable[[], int] = lambda: 1) -> None:
+        self.store = store
+        self.local = LocalLimiter(share=live_replicas)  # only while the store is away
+
+    @staticmethod
+    def check_model(tenant: Tenant, model: str) -> None:
+        if not allows_model(tenant.key, model):
+            raise ModelNotAllowed(f"key {tenant.key.name!r} may not use model {model!r} "
+                                  f"(it may use: {', '.join(tenant.key.models)})",
+                                  param="model")
+
+    async def admit(self, tenant: Tenant, request_id: str,
+                    needs: Requirements) -> tuple[RateCheck | None, dict[str, str]]:
+        """(the check to settle later, the x-ratelimit-* headers); raises 429 when over."""
+        if not tenant.rate_limited:
+            return None, {}
+        check = RateCheck(request_id, _tokens(needs), _subjects(tenant))
+        try:
+            verdict = await self.store.rate_check(check)
+        except StoreError:
+            verdict = self._without_store(tenant, check)
+        headers = ratelimit_headers(verdict.quotas)
+        if not verdict.allowed:
+            seconds = max(1, math.ceil(verdict.retry_after_ms / 1000))
+            raise RateLimitExceeded(
+                f"{verdict.refused_by.replace(':', ' ', 1)} is over its "
+                f"{'rpm' if verdict.refused_limit == 'requests' else 'tpm'} limit; retry in "
+                f"{seconds} s", retry_after=seconds, headers=headers)
+        return check, headers
+
+    def _without_store(self, tenant: Tenant, check: RateCheck) -> RateVerdict:
+        for limits in (tenant.key, tenant.team):
+            if limits is not None and limits.rate_limited and limits.when_stale == "fail_closed":
+                raise NoViableBackend("the rate-limit store is unreachable and this key's "
+                                      "limits fail closed (when_stale)", retry_after=1)
+        return self.local.check(check)
+
+    def settle(self, check: RateCheck | None, actual_tokens: int) -> None:
+        if check is not None and any(s.tpm for s in check.subjects):
+            self.store.settle_rate(check, actual_tokens)
+
+
+def _subjects(tenant: Tenant) -> tuple[RateSubject, ...]:
+    subjects = []
+    if tenant.key.rate_limited:
+        subjects.append(RateSubject(f"key:{tenant.key.name}", tenant.key.rpm or 0,
+                                    tenant.key.tpm or 0))
+    team = tenant.team
+    if team is not None and team.rate_limited:
+        subjects.append(RateSubject(f"team:{team.name}", team.rpm or 0, team.tpm or 0))
+    return tuple(subjects)
+
+
+def _tokens(needs: Requirements) -> int:
+    return needs.input_tokens + (needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS)
+
+
+def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, for the tightest subject of each kind."""
+    headers: dict[str, str] = {}
+    requests = [(q.subject.rpm, q.remaining_requests, q.reset_ms) for q in quotas if q.subject.rpm]
+    tokens = [(q.subject.tpm, q.remaining_tokens, q.reset_ms) for q in quotas if q.subject.tpm]
+    for kind, figures in (("requests", requests), ("tokens", tokens)):
+        if figures:
+            limit, left, reset_ms = min(figures, key=lambda f: f[1])
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
+            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0, reset_ms) / 1000:g}s"
+    return headers

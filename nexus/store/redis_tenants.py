@@ -1,0 +1,150 @@
+"""The Redis store's tenant side: key and team records, their spend, rate limits.
+
+Records live in two hashes with a version counter beside them; the snapshot reads
+the version with the budget and re-reads the records only when it moved, so a
+revocation or a new limit reaches every replica within one snapshot period while a
+quiet fleet reads three integers. Rate limits are one `rate.lua` call per limited
+request; token estimates are settled afterwards in batches (`rate_settle.lua`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from nexus.store.base import Reservation, TenantRecords
+from nexus.store.keys import Keys
+from nexus.store.lua import lua_script
+from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
+from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateVerdict
+
+SETTLE_BATCH = 128
+_key_decoder = msgspec.json.Decoder(KeyRecord)
+_team_decoder = msgspec.json.Decoder(TeamRecord)
+
+
+class RedisTenants:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.records = TenantRecords()
+        self.spend = TenantSpend()
+        self._rate = client.register_script(lua_script("rate"))
+        self._settle = client.register_script(lua_script("rate_settle"))
+        self._settles: list[tuple[RateCheck, int]] = []
+        self.wake = asyncio.Event()
+
+    # -- the snapshot --------------------------------------------------------------------
+    def snapshot_reads(self, pipe: Any, month: str) -> None:
+        """Queue this side's snapshot reads on the store's refresh pipeline."""
+        pipe.get(self.keys.tenants_version)
+        for kind in ("key", "team"):
+            pipe.hgetall(self.keys.spend_by(month, kind))
+            pipe.hgetall(self.keys.reserved_by(month, kind))
+
+    async def apply_snapshot(self, month: str, results: list[Any]) -> None:
+        version, spent_keys, held_keys, spent_teams, held_teams = results
+        self.spend = TenantSpend(month=month, spent_by_key=_ints(spent_keys),
+                                 reserved_by_key=_ints(held_keys),
+                                 spent_by_team=_ints(spent_teams),
+                                 reserved_by_team=_ints(held_teams))
+        if int(version or 0) != self.records.version:
+            await self.reload()
+
+    async def reload(self) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys.tenants_version)
+            pipe.hgetall(self.keys.tenant_records("keys"))
+            pipe.hgetall(self.keys.tenant_records("teams"))
+            version, keys, teams = await pipe.execute()
+        self.records = TenantRecords(
+            version=int(version or 0),
+            keys={str(n): _key_decoder.decode(raw) for n, raw in keys.items()},
+            teams={str(n): _team_decoder.decode(raw) for n, raw in teams.items()})
+
+    def held(self, reservation: Reservation) -> None:
+        """A reservation this replica just made counts in its view at once."""
+        spend = self.spend
+        if reservation.month != spend.month:
+            return
+        for name, held in ((reservation.key, spend.reserved_by_key),
+                           (reservation.team, spend.reserved_by_team)):
+            if name:
+                held[name] = held.get(name, 0) + reservation.estimate_micro_usd
+
+    # -- records -------------------------------------------------------------------------
+    async def save(self, kind: str, name: str, record: KeyRecord | TeamRecord) -> None:
+        await self._change(kind, lambda pipe: pipe.hset(
+            self.keys.tenant_records(kind), name, msgspec.json.encode(record).decode()))
+
+    async def delete(self, kind: str, name: str) -> bool:
+        found = name in (self.records.keys if kind == "keys" else self.records.teams)
+        await self._change(kind, lambda pipe: pipe.hdel(self.keys.tenant_records(kind), name))
+        return found
+
+    async def _change(self, kind: str, write: Any) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            write(pipe)
+            pipe.incr(self.keys.tenants_version)
+            await pipe.execute()
+        await self.reload()  # this replica sees its own change at once
+
+    # -- rate limits ---------------------------------------------------------------------
+    async def rate_check(self, check: RateCheck) -> RateVerdict:
+        keys: list[str] = []
+        args: list[str | int] = [check.request_id, WINDOW_MS, check.tokens]
+        for subject in check.subjects:
+            keys += [self.keys.rate_requests(subject.name), self.keys.rate_tokens(subject.name)]
+            args += [subject.rpm, subject.tpm]
+        answer = list(await self._rate(keys=keys, args=args))
+        if int(answer[0]) == 0:
+            return RateVerdict(False, refused_by=check.subjects[int(answer[1]) - 1].name,
+                               refused_limit=str(answer[2]), retry_after_ms=int(answer[3]))
+        figures = [int(x) for x in answer[2:]]
+        return RateVerdict(True, tuple(
+            Quota(subject, figures[3 * i], figures[3 * i + 1], figures[3 * i + 2])
+            for i, subject in enumerate(check.subjects)))
+
+    def settle(self, check: RateCheck, actual_tokens: int) -> None:
+        if actual_tokens != check.tokens:
+            self._settles.append((check, actual_tokens))
+            self.wake.set()
+
+    async def settle_forever(self) -> None:
+        """Write queued settlements, a batch a call; one that fails is dropped (the
+        estimate then counts until it leaves the window: over, never under)."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self._settles:
+                batch, self._settles = self._settles[:SETTLE_BATCH], \
+                    self._settles[SETTLE_BATCH:]
+                await self._settle_batch(batch)
+
+    async def _settle_batch(self, batch: list[tuple[RateCheck, int]]) -> None:
+        keys: list[str] = []
+        args: list[str | int] = []
+        for check, actual in batch:
+            args += [len(check.subjects), check.request_id, check.tokens, actual]
+            for subject in check.subjects:
+                keys += [self.keys.rate_requests(subject.name),
+                         self.keys.rate_tokens(subject.name)]
+        try:
+            await self._settle(keys=keys, args=args)
+        except RedisError:
+            return
+
+    async def rate_usage(self, name: str) -> tuple[int, int]:
+        seconds, micros = await self.client.time()
+        now = seconds * 1000 + micros // 1000
+        members = await self.client.zrangebyscore(self.keys.rate_requests(name),
+                                                  now - WINDOW_MS, "+inf")
+        return len(members), sum(int(str(m).rsplit(":", 1)[1]) for m in members)
+
+
+def _ints(fields: dict[Any, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in fields.items() if int(v)}

@@ -1,0 +1,54 @@
+"""The key table one replica authenticates against: a dict lookup by the secret's hash.
+
+It is rebuilt only when the keys change (from the config, the environment's client
+keys and the store's snapshot), so authenticating a request asks Redis nothing and
+costs one SHA-256 and one dict lookup, however many keys there are.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterable
+
+from wcmatch import fnmatch
+
+from nexus.tenants.model import KeyRecord, TeamRecord, Tenant, sha256_of
+
+
+class TenantTable:
+    def __init__(self, keys: Iterable[KeyRecord] = (),
+                 teams: Iterable[TeamRecord] = ()) -> None:
+        self.teams = {team.name: team for team in teams}
+        self.keys = {key.name: key for key in keys}
+        self._by_hash = {key.secret_sha256: key for key in self.keys.values()}
+        self._tenants: dict[str, Tenant] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def authenticate(self, secret: str) -> Tenant | None:
+        """The tenant of a presented secret; None when unknown, revoked or expired."""
+        key = self._by_hash.get(sha256_of(secret))
+        if key is None or key.expired():
+            return None
+        return self.tenant(key)
+
+    def tenant(self, key: KeyRecord) -> Tenant:
+        found = self._tenants.get(key.name)
+        if found is None:
+            team = self.teams.get(key.team) if key.team else None
+            found = self._tenants[key.name] = Tenant(key, team)
+        return found
+
+
+def allows_model(key: KeyRecord, model: str) -> bool:
+    return not key.models or any(fnmatch.fnmatch(model, pattern, flags=fnmatch.BRACE)
+                                 for pattern in key.models)
+
+
+def expires_at(day: str | None) -> float | None:
+    """"YYYY-MM-DD" as unix time: the key stops working at 00:00 UTC that day."""
+    if not day:
+        return None
+    return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
