@@ -19,6 +19,8 @@ from nexus.pipeline.policies import PolicySet
 from nexus.pipeline.types import Queue, Reject, RequestFlags, Route
 from nexus.routing import Router, RoutingRequest
 from nexus.routing.router import Trace
+from nexus.server.handlers import tenant_flags
+from nexus.tenants.model import KeyRecord, Tenant
 from tests.fleet_helpers import make_backend, make_registry
 
 SIX = ["RequestAnalyzer", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
@@ -177,3 +179,19 @@ def test_a_reject_names_every_backend_serving_the_model(fleet: Any,
     tried_models = {"alias": "m1"}.get(request.model, request.model)
     serving = {b.name for b in registry.serving(tried_models)}
     assert serving <= {r.backend for r in decision.rejection_reasons}
+
+
+RESTRICTED_KEY = Tenant(KeyRecord(name="k", secret_sha256="0" * 64, privacy="restricted"))
+OPEN_KEY = Tenant(KeyRecord(name="o", secret_sha256="1" * 64))
+
+
+@PROPERTY
+@given(fleets(), requests, st.sampled_from([RESTRICTED_KEY, OPEN_KEY]))
+def test_a_restricted_key_never_reaches_an_open_zone(fleet: Any, request: RoutingRequest,
+                                                     tenant: Tenant) -> None:
+    router, _, _ = fleet
+    keyed = msgspec.structs.replace(request, tenant=tenant,
+                                    flags=tenant_flags(request.flags, tenant))
+    for route in routes_of(router.decide(keyed)):  # queue and model fallbacks included
+        if tenant.restricted:
+            assert route.backend.config.zone == "restricted"

@@ -44,7 +44,8 @@ class Admission:
             verdict = await self.store.rate_check(check)
         except StoreError:
             verdict = self._without_store(tenant, check)
-        headers = ratelimit_headers(verdict.quotas)
+        headers = ratelimit_headers(verdict.quotas) if verdict.allowed \
+            else refusal_headers(check, verdict)
         if not verdict.allowed:
             seconds = max(1, math.ceil(verdict.retry_after_ms / 1000))
             raise RateLimitExceeded(
@@ -92,3 +93,12 @@ def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
             headers[f"x-ratelimit-reset-{kind}"] = f"{max(0, reset_ms) / 1000:g}s"
     return headers
+
+
+def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
+    """The x-ratelimit-* headers of a 429: the limit that refused, none left."""
+    subject = next(s for s in check.subjects if s.name == verdict.refused_by)
+    kind = verdict.refused_limit
+    limit = subject.rpm if kind == "requests" else subject.tpm
+    return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": "0",
+            f"x-ratelimit-reset-{kind}": f"{verdict.retry_after_ms / 1000:g}s"}

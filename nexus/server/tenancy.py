@@ -2,7 +2,8 @@
 keys and the store's snapshot, rebuilt only when one of them changes.
 
 Authentication is required as soon as any key exists (`server.api_keys_env`,
-`[[keys]]`, or a key made through the admin API). The admin key
+`[[keys]]`) or the admin API has ever made one (revoking the last key does not open
+the gateway again). The admin key
 (`server.admin_key_env`) opens /admin/ only and is never a client key.
 """
 
@@ -33,6 +34,7 @@ class Tenancy:
         self.admin_key = _admin_key(config, env)
         self._version = -1
         self.table = TenantTable()
+        self.required = False
         self.refresh()
 
     def refresh(self) -> TenantTable:
@@ -44,25 +46,18 @@ class Tenancy:
                 [*self.static_keys, *(k for k in records.keys.values() if k.name not in static)],
                 [*self.static_teams, *records.teams.values()])
             self._version = records.version
+            self.required = bool(self.static_keys) or records.version > 0
         return self.table
-
-    @property
-    def required(self) -> bool:
-        return bool(len(self.refresh()))
 
     def authenticate(self, headers: Mapping[str, str]) -> Tenant | None:
         """The request's tenant; None when no key is required and none was sent.
         Raises Unauthorized for a missing, unknown, revoked or expired key."""
         secret = presented_secret(headers)
         table = self.refresh()
-        if secret is None:
-            if len(table):
-                raise Unauthorized(LOGIN_HINT)
-            return None
-        tenant = table.authenticate(secret)
+        if not self.required:
+            return None if secret is None else table.authenticate(secret)
+        tenant = table.authenticate(secret) if secret is not None else None
         if tenant is None:
-            if not len(table):
-                return None  # an open gateway ignores what it cannot check
             raise Unauthorized(LOGIN_HINT)
         return tenant
 
