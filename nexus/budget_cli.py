@@ -25,5 +25,5 @@ def gateway_budget(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print_budget(data)
+        print_budget(data, args.by)
     return 0

@@ -18,6 +18,8 @@ def budget_report(spend: SpendBreakdown, budget: BudgetConfig | None, leader: st
         "reserved_micro_usd": spend.reserved_micro_usd,
         "by_backend": dict(sorted(spend.by_backend.items())),
         "by_model": dict(sorted(spend.by_model.items())),
+        "by_key": dict(sorted(spend.by_key.items())),
+        "by_team": dict(sorted(spend.by_team.items())),
         "leader": leader, "reconciled": reconciled or None}
     if budget is not None:
         view = BudgetView(month=spend.month, spent_micro_usd=spend.total_micro_usd,
@@ -27,13 +29,15 @@ def budget_report(spend: SpendBreakdown, budget: BudgetConfig | None, leader: st
     return data
 
 
-def print_budget(data: dict[str, Any]) -> None:
+def print_budget(data: dict[str, Any], by: str | None = None) -> None:
     limit = data.get("limit_micro_usd")
     of = f" of ${usd(limit)} ({data['status']}, {data['enforcement']})" if limit else ""
     print(f"{data['month']}: spent ${data['spent_usd']}{of}; "
           f"reserved ${usd(data['reserved_micro_usd'])}; leader {data['leader'] or 'none'}")
-    for title, part in (("by backend", data["by_backend"]), ("by model", data["by_model"])):
-        if part:
+    for kind in ("backend", "model", "key", "team"):
+        part = data.get(f"by_{kind}") or {}
+        title = f"by {kind}"
+        if part and by in (None, kind):
             print(f"  {title}:")
             for name, amount in part.items():
                 print(f"    {name:<24} ${usd(amount)}")

@@ -1,4 +1,5 @@
-"""The `nexus` command: serve, check, config init, backends, models, budget, explain.
+"""The `nexus` command: serve, check, config init, backends, models, budget, explain,
+keys, teams.
 
 Exit status: 0 ok; 1 the answer is a refusal or an error (a gateway or Redis that
 cannot be reached, a request that would be rejected); 2 a usage or configuration
@@ -68,8 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         "budget", help="the month's spend and budget status: the fleet's from Redis, or, "
                        "without [redis] or with --url, a running gateway's own"))
     budget.add_argument("--month", type=_month, help="YYYY-MM (default: this month, UTC)")
+    budget.add_argument("--by", choices=["backend", "model", "key", "team"],
+                        help="show only this breakdown")
     budget.set_defaults(command=_budget)
     _explain_parser(sub)
+    from nexus.tenants_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -171,4 +177,4 @@ def _from_redis(args: argparse.Namespace) -> int:
 
     what = "budget" if args.command is _budget else "backends"
     return fleet_command(what, load_config(args.config), getattr(args, "month", None),
-                         as_json=args.json)
+                         as_json=args.json, by=getattr(args, "by", None))

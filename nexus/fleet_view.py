@@ -29,7 +29,8 @@ from nexus.store.keys import Keys
 RECENT_SECONDS = 60  # replicas that published within this are listed
 
 
-def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool) -> int:
+def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool,
+                  by: str | None = None) -> int:
     if config.redis is None:
         print("nexus: no [redis] configured (or NEXUS_REDIS_URL): a single replica keeps "
               f"its state in memory; ask it with `nexus {what} --url http://HOST:PORT`",
@@ -45,7 +46,7 @@ def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool
     if as_json:
         print(json.dumps(data, indent=2))
     elif what == "budget":
-        print_budget(data)
+        print_budget(data, by)
     else:
         _print_backends(data)
     return 0
@@ -74,11 +75,16 @@ async def _budget(client: redis.Redis, keys: Keys, config: Config,
         pipe.hgetall(keys.spend_by_model(month))
         pipe.hgetall(keys.budget_status(month))
         pipe.get(keys.leader)
-        spent, reserved, by_backend, by_model, summary, leader = await pipe.execute()
+        pipe.hgetall(keys.spend_by(month, "key"))
+        pipe.hgetall(keys.spend_by(month, "team"))
+        spent, reserved, by_backend, by_model, summary, leader, by_key, by_team = \
+            await pipe.execute()
     spend = SpendBreakdown(month=month, total_micro_usd=int(spent or 0),
                            reserved_micro_usd=int(reserved or 0),
                            by_backend={k: int(v) for k, v in by_backend.items()},
-                           by_model={k: int(v) for k, v in by_model.items()})
+                           by_model={k: int(v) for k, v in by_model.items()},
+                           by_key={k: int(v) for k, v in by_key.items()},
+                           by_team={k: int(v) for k, v in by_team.items()})
     return budget_report(spend, config.routing.budget,
                          leader.split("/")[0] if leader else None, summary)
 

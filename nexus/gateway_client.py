@@ -31,14 +31,14 @@ def gateway_url(config_path: str | None, url: str | None) -> str:
 
 
 def call(url: str, key_env: str = DEFAULT_KEY_ENV, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> Any:
-    """GET (or, with a body, POST) and decode the JSON answer."""
+         headers: dict[str, str] | None = None, method: str | None = None) -> Any:
+    """GET (or, with a body, POST; or `method`) and decode the JSON answer."""
     sent = {"Accept": "application/json", **(headers or {})}
     key = os.environ.get(key_env)
     if key:
         sent["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data=body, headers=sent,
-                                     method="POST" if body is not None else "GET")
+                                     method=method or ("POST" if body is not None else "GET"))
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)

@@ -7,43 +7,29 @@ sees them, and a revocation, within one snapshot period.
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import msgspec
 from aiohttp import web
-from msgspec import Meta
 
 from nexus.errors import BadRequest, NexusError, NotFound
 from nexus.server.gateway import Gateway
 from nexus.server.handlers import GATEWAY
-from nexus.tenants.model import KeyRecord, Privacy, TeamRecord, WhenStale, new_secret, sha256_of
-from nexus.tenants.table import expires_at
-
-Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:@+-]{1,64}$")]
-Day = Annotated[str, Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
-Count = Annotated[int, Meta(ge=1)]
-Usd = Annotated[float, Meta(ge=0)]
+from nexus.tenants.ops import (
+    KeyCreate,
+    TeamCreate,
+    TenantError,
+    key_view,
+    new_key,
+    new_team,
+    team_view,
+)
 
 
 class Conflict(NexusError):
     status, type, code = 409, "invalid_request_error", "conflict"
-
-
-class TeamCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Name
-    monthly_budget_usd: Usd | None = None
-    rpm: Count | None = None
-    tpm: Count | None = None
-    when_stale: WhenStale | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class KeyCreate(TeamCreate, forbid_unknown_fields=True, kw_only=True):
-    team: Name | None = None
-    models: list[str] = msgspec.field(default_factory=list)
-    privacy: Privacy = "unrestricted"
-    expires_at: Day | None = None
 
 
 def _decode(body: bytes, kind: type[TeamCreate]) -> Any:
@@ -57,43 +43,41 @@ def _decode(body: bytes, kind: type[TeamCreate]) -> Any:
 
 async def create_key(request: web.Request, rid: str) -> web.Response:
     gateway: Gateway = request.app[GATEWAY]
-    asked: KeyCreate = _decode(await request.read(), KeyCreate)
     table = gateway.tenancy.refresh()
-    if asked.name in table.keys:
-        raise Conflict(f"a key named {asked.name!r} exists; revoke it first", param="name")
-    if asked.team is not None and asked.team not in table.teams:
-        raise BadRequest(f"no team named {asked.team!r}", param="team")
-    secret = new_secret()
-    record = KeyRecord(name=asked.name, secret_sha256=sha256_of(secret), team=asked.team,
-                       models=asked.models, privacy=asked.privacy,
-                       expires_at=expires_at(asked.expires_at),
-                       monthly_budget_usd=asked.monthly_budget_usd, rpm=asked.rpm,
-                       tpm=asked.tpm, when_stale=asked.when_stale, metadata=asked.metadata,
-                       created_at=time.time())
+    with _refusals():
+        record, secret = new_key(_decode(await request.read(), KeyCreate), table.keys,
+                                 table.teams)
     await gateway.store.save_key(record)
-    return _json({"name": record.name, "secret": secret, "key": _key_view(record)}, 201)
+    return _json({"name": record.name, "secret": secret, "key": key_view(record)}, 201)
 
 
 async def create_team(request: web.Request, rid: str) -> web.Response:
     gateway: Gateway = request.app[GATEWAY]
-    asked: TeamCreate = _decode(await request.read(), TeamCreate)
-    if asked.name in gateway.tenancy.refresh().teams:
-        raise Conflict(f"a team named {asked.name!r} exists", param="name")
-    record = TeamRecord(name=asked.name, monthly_budget_usd=asked.monthly_budget_usd,
-                        rpm=asked.rpm, tpm=asked.tpm, when_stale=asked.when_stale,
-                        metadata=asked.metadata, created_at=time.time())
+    with _refusals():
+        record = new_team(_decode(await request.read(), TeamCreate),
+                          gateway.tenancy.refresh().teams)
     await gateway.store.save_team(record)
-    return _json({"name": record.name, "team": _limits_view(record)}, 201)
+    return _json({"name": record.name, "team": team_view(record)}, 201)
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except TenantError as exc:
+        if exc.conflict:
+            raise Conflict(str(exc), param=exc.param) from None
+        raise BadRequest(str(exc), param=exc.param) from None
 
 
 async def list_keys(request: web.Request, rid: str) -> web.Response:
     table = request.app[GATEWAY].tenancy.refresh()
-    return _json({"data": [_key_view(k) for _, k in sorted(table.keys.items())]})
+    return _json({"data": [key_view(k) for _, k in sorted(table.keys.items())]})
 
 
 async def list_teams(request: web.Request, rid: str) -> web.Response:
     table = request.app[GATEWAY].tenancy.refresh()
-    return _json({"data": [{"name": n, **_limits_view(t)} for n, t in sorted(table.teams.items())]})
+    return _json({"data": [team_view(t) for _, t in sorted(table.teams.items())]})
 
 
 async def show_key(request: web.Request, rid: str) -> web.Response:
@@ -101,7 +85,7 @@ async def show_key(request: web.Request, rid: str) -> web.Response:
     key = gateway.tenancy.refresh().keys.get(request.match_info["name"])
     if key is None:
         raise NotFound(f"no key named {request.match_info['name']!r}")
-    return _json({**_key_view(key), **await _usage(gateway, "key", key.name)})
+    return _json({**key_view(key), **await _usage(gateway, "key", key.name)})
 
 
 async def show_team(request: web.Request, rid: str) -> web.Response:
@@ -109,8 +93,7 @@ async def show_team(request: web.Request, rid: str) -> web.Response:
     team = gateway.tenancy.refresh().teams.get(request.match_info["name"])
     if team is None:
         raise NotFound(f"no team named {request.match_info['name']!r}")
-    return _json({"name": team.name, **_limits_view(team),
-                  **await _usage(gateway, "team", team.name)})
+    return _json({**team_view(team), **await _usage(gateway, "team", team.name)})
 
 
 async def revoke_key(request: web.Request, rid: str) -> web.Response:
@@ -146,20 +129,6 @@ async def _usage(gateway: Gateway, kind: str, name: str) -> dict[str, Any]:
     return {"month": spend.month or gateway.store.budget_view().month,
             "spent_micro_usd": spent, "used_micro_usd": spend.used(kind, name),
             "this_minute": {"requests": requests, "tokens": tokens}}
-
-
-def _limits_view(record: KeyRecord | TeamRecord) -> dict[str, Any]:
-    return {"monthly_budget_usd": record.monthly_budget_usd, "rpm": record.rpm,
-            "tpm": record.tpm, "when_stale": record.when_stale, "metadata": record.metadata,
-            "created_at": record.created_at or None}
-
-
-def _key_view(key: KeyRecord) -> dict[str, Any]:
-    """A key as shown to operators: never its secret, nor its hash."""
-    expiry = time.strftime("%Y-%m-%d", time.gmtime(key.expires_at)) if key.expires_at else None
-    return {"name": key.name, "team": key.team, "models": key.models, "privacy": key.privacy,
-            "expires_at": expiry, "expired": key.expired(), "source": key.source,
-            **_limits_view(key)}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -141,6 +141,11 @@ async def stats(request: web.Request, rid: str) -> web.Response:
     return json_response({
         "uptime_seconds": round(gateway.stats.uptime(), 3),
         "backends": [_backend_stats(gateway, b.name) for b in gateway.registry],
+        "tenants": {kind: {name: {"requests": requests[name], "spend_micro_usd": spend[name]}
+                           for name in sorted(set(requests) | set(spend))}
+                    for kind, requests, spend in (
+                        ("keys", gateway.stats.key_requests, gateway.stats.key_spend),
+                        ("teams", gateway.stats.team_requests, gateway.stats.team_spend))},
     })
 
 

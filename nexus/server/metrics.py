@@ -26,7 +26,8 @@ def render_metrics(registry: Registry, stats: Stats, store: StoreStatus) -> str:
               "# TYPE nexus_backend_failures_total counter"]
     lines += [f'nexus_backend_failures_total{{backend="{_escape(b)}",kind="{k}"}} {n}'
               for (b, k), n in sorted(stats.failures.items())]
-    lines += _token_lines(stats) + _backend_lines(registry) + _store_lines(store)
+    lines += _token_lines(stats) + _tenant_lines(stats) + _backend_lines(registry) \
+        + _store_lines(store)
     return "\n".join(lines) + "\n"
 
 
@@ -45,6 +46,22 @@ def _store_lines(store: StoreStatus) -> list[str]:
             "# HELP nexus_store_circuit_open 1 while requests no longer wait on the store.",
             "# TYPE nexus_store_circuit_open gauge",
             f"nexus_store_circuit_open {int(store.circuit_open)}"]
+
+
+def _tenant_lines(stats: Stats) -> list[str]:
+    """By key and team name (bounded by the key table; never a secret)."""
+    lines: list[str] = []
+    for kind, requests, spend in (("key", stats.key_requests, stats.key_spend),
+                                  ("team", stats.team_requests, stats.team_spend)):
+        lines += [f"# HELP nexus_{kind}_requests_total Requests admitted, by tenant {kind}.",
+                  f"# TYPE nexus_{kind}_requests_total counter"]
+        lines += [f'nexus_{kind}_requests_total{{{kind}="{_escape(n)}"}} {c}'
+                  for n, c in sorted(requests.items())]
+        lines += [f"# HELP nexus_{kind}_spend_micro_usd_total Spend this replica recorded, by "
+                  f"tenant {kind}.", f"# TYPE nexus_{kind}_spend_micro_usd_total counter"]
+        lines += [f'nexus_{kind}_spend_micro_usd_total{{{kind}="{_escape(n)}"}} {c}'
+                  for n, c in sorted(spend.items())]
+    return lines
 
 
 def _token_lines(stats: Stats) -> list[str]:
