@@ -1,18 +1,18 @@
 -- Tenant token limits: replace requests' token estimates with what they used.
 -- One call carries a batch of settlements, each for every subject its request counted in.
 --
--- KEYS, per settlement and subject, in order: the subject's requests set, then its
---   tokens string (as in rate.lua)
--- ARGV, per settlement: number of subjects, request id, estimate, actual tokens
+-- KEYS, per subject of the batch, once each: its requests set, then its tokens
+--   string (as in rate.lua)
+-- ARGV[1]  the settlements as JSON: [[request id, estimate, actual tokens, [i, ...]],
+--          ...] where KEYS[i], KEYS[i + 1] are the keys of each subject it counted in
 --
 -- Returns the number of entries changed (an entry already gone from the window is
 -- left alone: it no longer counts).
-local changed, k, a = 0, 1, 1
-while a <= #ARGV do
-  local subjects, id = tonumber(ARGV[a]), ARGV[a + 1]
-  local estimate, actual = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  for _ = 1, subjects do
-    local log, sum = KEYS[k], KEYS[k + 1]
+local changed = 0
+for _, entry in ipairs(cjson.decode(ARGV[1])) do
+  local id, estimate, actual = entry[1], tonumber(entry[2]), tonumber(entry[3])
+  for _, at in ipairs(entry[4]) do
+    local log, sum = KEYS[at], KEYS[at + 1]
     local member = id .. ':' .. estimate
     local score = redis.call('ZSCORE', log, member)
     if score then
@@ -21,8 +21,6 @@ while a <= #ARGV do
       redis.call('INCRBY', sum, actual - estimate)
       changed = changed + 1
     end
-    k = k + 2
   end
-  a = a + 4
 end
 return changed

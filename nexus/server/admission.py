@@ -83,16 +83,29 @@ def _tokens(needs: Requirements) -> int:
 
 def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, for the tightest subject of each kind."""
+    requests: Quota | None = None
+    tokens: Quota | None = None
+    for quota in quotas:  # one or two subjects: a loop, not a sort
+        if quota.subject.rpm and (requests is None or
+                                  quota.remaining_requests < requests.remaining_requests):
+            requests = quota
+        if quota.subject.tpm and (tokens is None or
+                                  quota.remaining_tokens < tokens.remaining_tokens):
+            tokens = quota
     headers: dict[str, str] = {}
-    requests = [(q.subject.rpm, q.remaining_requests, q.reset_ms) for q in quotas if q.subject.rpm]
-    tokens = [(q.subject.tpm, q.remaining_tokens, q.reset_ms) for q in quotas if q.subject.tpm]
-    for kind, figures in (("requests", requests), ("tokens", tokens)):
-        if figures:
-            limit, left, reset_ms = min(figures, key=lambda f: f[1])
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, left))
-            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0, reset_ms) / 1000:g}s"
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests.subject.rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, requests.remaining_requests))
+        headers["x-ratelimit-reset-requests"] = _seconds(requests.reset_ms)
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens.subject.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens.remaining_tokens))
+        headers["x-ratelimit-reset-tokens"] = _seconds(tokens.reset_ms)
     return headers
+
+
+def _seconds(ms: int) -> str:
+    return f"{max(0, ms) / 1000:g}s"
 
 
 def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:

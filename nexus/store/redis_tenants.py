@@ -23,6 +23,10 @@ from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateVerdict
 
 SETTLE_BATCH = 128
+CHECK_BATCH = 256
+KEY_NAME_CACHE = 10_000
+_encode = msgspec.json.Encoder().encode
+_decode_answers = msgspec.json.Decoder(list[list[Any]]).decode
 _key_decoder = msgspec.json.Decoder(KeyRecord)
 _team_decoder = msgspec.json.Decoder(TeamRecord)
 
@@ -36,6 +40,9 @@ class RedisTenants:
         self._rate = client.register_script(lua_script("rate"))
         self._settle = client.register_script(lua_script("rate_settle"))
         self._settles: list[tuple[RateCheck, int]] = []
+        self._checks: list[tuple[RateCheck, asyncio.Future[RateVerdict]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._key_names: dict[str, tuple[str, str]] = {}  # subject -> its two key names
         self.wake = asyncio.Event()
 
     # -- the snapshot --------------------------------------------------------------------
@@ -95,19 +102,55 @@ class RedisTenants:
 
     # -- rate limits ---------------------------------------------------------------------
     async def rate_check(self, check: RateCheck) -> RateVerdict:
+        """Checks that arrive while a call is out go together in the next one: one
+        command for many requests under load, and a lone request waits for no one."""
+        waiter: asyncio.Future[RateVerdict] = asyncio.get_running_loop().create_future()
+        self._checks.append((check, waiter))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_checks())
+        return await waiter
+
+    async def _send_checks(self) -> None:
+        while self._checks:
+            batch, self._checks = self._checks[:CHECK_BATCH], self._checks[CHECK_BATCH:]
+            try:
+                verdicts = await self._check_batch([check for check, _ in batch])
+            except Exception as exc:  # every waiter hears of it, whatever it is
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for (_, waiter), verdict in zip(batch, verdicts, strict=True):
+                if not waiter.done():
+                    waiter.set_result(verdict)
+
+    async def _check_batch(self, checks: list[RateCheck]) -> list[RateVerdict]:
+        keys, at = self._batch_keys(checks)
+        sent = _encode([[c.request_id, c.tokens, [[at[s.name], s.rpm, s.tpm]
+                                                  for s in c.subjects]] for c in checks])
+        answers = _decode_answers(await self._rate(keys=keys, args=[WINDOW_MS, sent]))
+        return [_verdict(check, answer) for check, answer in zip(checks, answers, strict=True)]
+
+    def _batch_keys(self, checks: list[RateCheck]) -> tuple[list[str], dict[str, int]]:
+        """Each subject's two keys once (the batch's checks of one key share them), and
+        where in KEYS (1-based, as Lua counts) each subject's pair starts."""
         keys: list[str] = []
-        args: list[str | int] = [check.request_id, WINDOW_MS, check.tokens]
-        for subject in check.subjects:
-            keys += [self.keys.rate_requests(subject.name), self.keys.rate_tokens(subject.name)]
-            args += [subject.rpm, subject.tpm]
-        answer = list(await self._rate(keys=keys, args=args))
-        if int(answer[0]) == 0:
-            return RateVerdict(False, refused_by=check.subjects[int(answer[1]) - 1].name,
-                               refused_limit=str(answer[2]), retry_after_ms=int(answer[3]))
-        figures = [int(x) for x in answer[2:]]
-        return RateVerdict(True, tuple(
-            Quota(subject, figures[3 * i], figures[3 * i + 1], figures[3 * i + 2])
-            for i, subject in enumerate(check.subjects)))
+        at: dict[str, int] = {}
+        for check in checks:
+            for subject in check.subjects:
+                if subject.name not in at:
+                    at[subject.name] = len(keys) + 1
+                    keys += self._rate_keys(subject.name)
+        return keys, at
+
+    def _rate_keys(self, subject: str) -> tuple[str, str]:
+        found = self._key_names.get(subject)
+        if found is None:
+            if len(self._key_names) > KEY_NAME_CACHE:
+                self._key_names.clear()
+            found = self._key_names[subject] = (self.keys.rate_requests(subject),
+                                                self.keys.rate_tokens(subject))
+        return found
 
     def settle(self, check: RateCheck, actual_tokens: int) -> None:
         if actual_tokens != check.tokens:
@@ -126,15 +169,11 @@ class RedisTenants:
                 await self._settle_batch(batch)
 
     async def _settle_batch(self, batch: list[tuple[RateCheck, int]]) -> None:
-        keys: list[str] = []
-        args: list[str | int] = []
-        for check, actual in batch:
-            args += [len(check.subjects), check.request_id, check.tokens, actual]
-            for subject in check.subjects:
-                keys += [self.keys.rate_requests(subject.name),
-                         self.keys.rate_tokens(subject.name)]
+        keys, at = self._batch_keys([check for check, _ in batch])
+        entries = [[check.request_id, check.tokens, actual, [at[s.name] for s in check.subjects]]
+                   for check, actual in batch]
         try:
-            await self._settle(keys=keys, args=args)
+            await self._settle(keys=keys, args=[_encode(entries)])
         except RedisError:
             return
 
@@ -144,6 +183,16 @@ class RedisTenants:
         members = await self.client.zrangebyscore(self.keys.rate_requests(name),
                                                   now - WINDOW_MS, "+inf")
         return len(members), sum(int(str(m).rsplit(":", 1)[1]) for m in members)
+
+
+def _verdict(check: RateCheck, answer: list[Any]) -> RateVerdict:
+    if int(answer[0]) == 0:
+        return RateVerdict(False, refused_by=check.subjects[int(answer[1]) - 1].name,
+                           refused_limit=str(answer[2]), retry_after_ms=int(answer[3]))
+    figures = [int(x) for x in answer[1:]]
+    return RateVerdict(True, tuple(
+        Quota(subject, figures[3 * i], figures[3 * i + 1], figures[3 * i + 2])
+        for i, subject in enumerate(check.subjects)))
 
 
 def _ints(fields: dict[Any, Any]) -> dict[str, int]:
