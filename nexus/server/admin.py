@@ -81,19 +81,24 @@ async def list_teams(request: web.Request, rid: str) -> web.Response:
 
 
 async def show_key(request: web.Request, rid: str) -> web.Response:
-    gateway: Gateway = request.app[GATEWAY]
-    key = gateway.tenancy.refresh().keys.get(request.match_info["name"])
-    if key is None:
-        raise NotFound(f"no key named {request.match_info['name']!r}")
-    return _json({**key_view(key), **await _usage(gateway, "key", key.name)})
+    return await _show(request, "key")
 
 
 async def show_team(request: web.Request, rid: str) -> web.Response:
+    return await _show(request, "team")
+
+
+async def _show(request: web.Request, kind: str) -> web.Response:
+    """Limits, this month's spend and this minute's usage of one key or team."""
     gateway: Gateway = request.app[GATEWAY]
-    team = gateway.tenancy.refresh().teams.get(request.match_info["name"])
-    if team is None:
-        raise NotFound(f"no team named {request.match_info['name']!r}")
-    return _json({**team_view(team), **await _usage(gateway, "team", team.name)})
+    name = request.match_info["name"]
+    table = gateway.tenancy.refresh()
+    key, team = table.keys.get(name), table.teams.get(name)
+    view = key_view(key) if kind == "key" and key else \
+        team_view(team) if kind == "team" and team else None
+    if view is None:
+        raise NotFound(f"no {kind} named {name!r}")
+    return _json({**view, **await _usage(gateway, kind, name)})
 
 
 async def revoke_key(request: web.Request, rid: str) -> web.Response:
