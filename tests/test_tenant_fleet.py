@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,35 @@ async def test_a_revoked_key_gets_401_on_every_replica(
     async with http.delete(replicas[1].url + "/admin/keys/temp", headers=admin) as r:
         assert r.status == 200  # revoked through another
     await eventually(statuses, lambda s: s == [401, 401, 401], within=30)
+
+
+async def test_with_redis_frozen_each_replica_admits_its_share_without_waiting(
+        start_fleet: Any, http: aiohttp.ClientSession) -> None:
+    replicas = await start_fleet([key("open", rpm=30),
+                                  key("closed", rpm=30, when_stale="fail_closed")])
+
+    await eventually(lambda: _merged(http, replicas), lambda counts: counts == [3, 3, 3],
+                     within=60)  # each replica knows the fleet is three strong
+    process = start_fleet.redis.process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        answers = await fire(http, replicas, ["open-secret"], 60)
+        closed = await fire(http, replicas, ["closed-secret"], 6)
+        # By now every replica has stopped asking: its store's circuit is open.
+        await eventually(lambda: asyncio.gather(*(r.health(http) for r in replicas)),
+                         lambda healths: all(h["store"]["circuit_open"] for h in healths),
+                         within=60)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    # fail_open: a local share of the limit, 30 / 3 replicas = 10 on each of them.
+    served = [sum(1 for i, a in enumerate(answers) if a[0] == 200 and i % 3 == r)
+              for r in range(3)]
+    assert served == [10, 10, 10]
+    assert [a[0] for a in closed] == [503] * 6  # fail_closed: refused, Retry-After
+    assert all(h["Retry-After"] for _, h, _ in closed)
+
+
+async def _merged(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[int]:
+    """How many live replicas each replica counted at its last merge (via /health)."""
+    return [int((await r.health(http))["replica"].get("fleet_size", 0)) for r in replicas]
