@@ -105,7 +105,9 @@ def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
 
 
 def _seconds(ms: int) -> str:
-    return f"{max(0, ms) / 1000:g}s"
+    """OpenAI's duration form, to the millisecond ("59.5s"), without float formatting."""
+    whole, part = divmod(max(0, ms), 1000)
+    return f"{whole}s" if not part else f"{whole}.{part:03d}".rstrip("0") + "s"
 
 
 def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
