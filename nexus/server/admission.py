@@ -16,7 +16,7 @@ from nexus.pipeline.types import Requirements
 from nexus.store.base import Store
 from nexus.store.errors import StoreError
 from nexus.tenants.model import Tenant
-from nexus.tenants.rates import LocalLimiter, Quota, RateCheck, RateSubject, RateVerdict
+from nexus.tenants.rates import LocalLimiter, Quota, RateCheck, RateVerdict
 from nexus.tenants.table import allows_model
 
 DEFAULT_OUTPUT_TOKENS = 512  # a request's output estimate when it sets no max_tokens
@@ -39,7 +39,7 @@ class Admission:
         """(the check to settle later, the x-ratelimit-* headers); raises 429 when over."""
         if not tenant.rate_limited:
             return None, {}
-        check = RateCheck(request_id, _tokens(needs), _subjects(tenant))
+        check = RateCheck(request_id, _tokens(needs), tenant.rate_subjects)
         try:
             verdict = await self.store.rate_check(check)
         except StoreError:
@@ -64,17 +64,6 @@ class Admission:
     def settle(self, check: RateCheck | None, actual_tokens: int) -> None:
         if check is not None and any(s.tpm for s in check.subjects):
             self.store.settle_rate(check, actual_tokens)
-
-
-def _subjects(tenant: Tenant) -> tuple[RateSubject, ...]:
-    subjects = []
-    if tenant.key.rate_limited:
-        subjects.append(RateSubject(f"key:{tenant.key.name}", tenant.key.rpm or 0,
-                                    tenant.key.tpm or 0))
-    team = tenant.team
-    if team is not None and team.rate_limited:
-        subjects.append(RateSubject(f"team:{team.name}", team.rpm or 0, team.tpm or 0))
-    return tuple(subjects)
 
 
 def _tokens(needs: Requirements) -> int:
@@ -105,9 +94,8 @@ def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
 
 
 def _seconds(ms: int) -> str:
-    """OpenAI's duration form, to the millisecond ("59.5s"), without float formatting."""
-    whole, part = divmod(max(0, ms), 1000)
-    return f"{whole}s" if not part else f"{whole}.{part:03d}".rstrip("0") + "s"
+    """OpenAI's duration form, in whole seconds rounded up ("60s")."""
+    return f"{-(-max(0, ms) // 1000)}s"
 
 
 def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
@@ -116,4 +104,4 @@ def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
     kind = verdict.refused_limit
     limit = subject.rpm if kind == "requests" else subject.tpm
     return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": "0",
-            f"x-ratelimit-reset-{kind}": f"{verdict.retry_after_ms / 1000:g}s"}
+            f"x-ratelimit-reset-{kind}": _seconds(verdict.retry_after_ms)}

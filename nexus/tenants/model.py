@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from nexus.tenants.rates import RateSubject
+
 Privacy = Literal["unrestricted", "restricted"]
 WhenStale = Literal["fail_open", "fail_closed"]
 SECRET_PREFIX = "nx-"
@@ -57,6 +59,7 @@ class Tenant(msgspec.Struct, frozen=True):
 
     key: KeyRecord
     team: TeamRecord | None = None
+    rate_subjects: tuple[RateSubject, ...] = ()  # its key's and team's rate limits
 
     @property
     def restricted(self) -> bool:
@@ -64,7 +67,7 @@ class Tenant(msgspec.Struct, frozen=True):
 
     @property
     def rate_limited(self) -> bool:
-        return self.key.rate_limited or (self.team is not None and self.team.rate_limited)
+        return bool(self.rate_subjects)
 
     @property
     def budgeted(self) -> bool:

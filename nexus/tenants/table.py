@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from wcmatch import fnmatch
 
 from nexus.tenants.model import KeyRecord, TeamRecord, Tenant, sha256_of
+from nexus.tenants.rates import RateSubject
 
 
 class TenantTable:
@@ -38,7 +39,7 @@ class TenantTable:
         found = self._tenants.get(key.name)
         if found is None:
             team = self.teams.get(key.team) if key.team else None
-            found = self._tenants[key.name] = Tenant(key, team)
+            found = self._tenants[key.name] = Tenant(key, team, rate_subjects(key, team))
         return found
 
 
@@ -52,3 +53,13 @@ def expires_at(day: str | None) -> float | None:
     if not day:
         return None
     return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
+
+
+def rate_subjects(key: KeyRecord, team: TeamRecord | None) -> tuple[RateSubject, ...]:
+    """What a tenant's requests count against: made once per key, not per request."""
+    subjects = []
+    if key.rate_limited:
+        subjects.append(RateSubject(f"key:{key.name}", key.rpm or 0, key.tpm or 0))
+    if team is not None and team.rate_limited:
+        subjects.append(RateSubject(f"team:{team.name}", team.rpm or 0, team.tpm or 0))
+    return tuple(subjects)
