@@ -56,3 +56,28 @@ async def test_a_stale_leader_cannot_expire_reservations(
     assert await store.expire_reservations(MONTH, new) == 1
     await client.aclose()
     await store.close()
+
+
+async def test_an_expired_tenant_reservation_counts_for_its_key_and_team(
+        redis_server: RedisServer, redis_prefix: str) -> None:
+    store = RedisStore(RedisConfig(url=redis_server.url, prefix=redis_prefix),
+                       month=lambda: MONTH, replica_id="dead")
+    await store.start()
+    held = Reservation(request_id="orphan", month=MONTH, backend="cloud", model="gpt-4o",
+                       estimate_micro_usd=700, limit_micro_usd=None, ttl_seconds=-1,
+                       key="alice", key_limit_micro_usd=1000, team="research",
+                       team_limit_micro_usd=5000)
+    assert await store.hold(held) == ""
+    over = Reservation(request_id="second", month=MONTH, backend="cloud", model="gpt-4o",
+                       estimate_micro_usd=400, limit_micro_usd=None, ttl_seconds=60,
+                       key="alice", key_limit_micro_usd=1000)
+    assert await store.hold(over) == "key"  # 700 held + 400 would pass alice's 1000
+    leader = Leadership(store.client, store.keys, "leader", 10_000)
+    await leader.step()
+    assert await store.expire_reservations(MONTH, leader) == 1
+    breakdown = await store.breakdown(MONTH)
+    assert (breakdown.by_key, breakdown.by_team) == ({"alice": 700}, {"research": 700})
+    client = store.client
+    assert int(await client.hget(store.keys.reserved_by(MONTH, "key"), "alice") or 0) == 0
+    assert int(await client.hget(store.keys.reserved_by(MONTH, "team"), "research") or 0) == 0
+    await store.close()

@@ -136,3 +136,55 @@ async def test_spend_counts_against_new_reservations(store: Store) -> None:
     await store.sync()
     assert not await store.reserve(hold("more", 101))
     assert await store.reserve(hold("less", 100))
+
+
+# -- tenants: the same contract on both stores -------------------------------------------
+
+async def test_tenant_records_change_with_a_new_version(store: Store) -> None:
+    from nexus.tenants.model import KeyRecord, TeamRecord
+
+    before = store.tenant_records().version
+    await store.save_team(TeamRecord(name="research", rpm=10))
+    await store.save_key(KeyRecord(name="alice", secret_sha256="ab" * 32, team="research"))
+    records = store.tenant_records()  # seen at once by the replica that made them
+    assert records.version > before
+    assert (records.keys["alice"].team, records.teams["research"].rpm) == ("research", 10)
+    assert await store.delete_key("alice")
+    assert not await store.delete_key("alice")
+    assert "alice" not in store.tenant_records().keys
+
+
+async def test_rate_checks_admit_exactly_the_limit_and_settle_tokens(store: Store) -> None:
+    from nexus.tenants.rates import RateCheck, RateSubject
+
+    subject = RateSubject(f"key:{id(store)}", rpm=3, tpm=1000)
+    checks = [RateCheck(f"r{i}", 100, (subject,)) for i in range(5)]
+    verdicts = await asyncio.gather(*(store.rate_check(c) for c in checks))  # one batch
+    assert [v.allowed for v in verdicts] == [True, True, True, False, False]
+    refused = verdicts[3]
+    assert (refused.refused_by, refused.refused_limit) == (subject.name, "requests")
+    assert 0 < refused.retry_after_ms <= 60_000
+    assert sorted(v.quotas[0].remaining_requests for v in verdicts[:3]) == [0, 1, 2]
+    store.settle_rate(checks[0], 40)
+    if isinstance(store, RedisStore):  # what its settle loop sends, sent now (idempotent)
+        await store.tenants._settle_batch([(checks[0], 40)])
+    assert await store.rate_usage(subject.name) == (3, 240)
+
+
+async def test_a_hold_checks_the_key_and_team_budgets_all_or_none(store: Store) -> None:
+    def held(request_id: str, estimate: int) -> Reservation:
+        return Reservation(request_id=request_id, month=MONTH, backend="cloud",
+                           model="gpt-4o", estimate_micro_usd=estimate, limit_micro_usd=None,
+                           ttl_seconds=60, key="alice", key_limit_micro_usd=1000,
+                           team="research", team_limit_micro_usd=1500)
+
+    assert await store.hold(held("r1", 600)) == ""
+    assert await store.hold(held("r2", 600)) == "key"    # 600 + 600 > alice's 1000
+    store.record_spend(msgspec.structs.replace(spend("r1", 500), key="alice",
+                                               team="research", reserved=True))
+    await store.sync()
+    assert await store.hold(held("r3", 500)) == ""       # 500 spent + 500 = 1000
+    other = msgspec.structs.replace(held("r4", 600), key="bob", key_limit_micro_usd=None)
+    assert await store.hold(other) == "team"             # 500 + 500 + 600 > 1500
+    breakdown = await store.breakdown(MONTH)
+    assert (breakdown.by_key, breakdown.by_team) == ({"alice": 500}, {"research": 500})
