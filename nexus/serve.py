@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from nexus.config.loader import load_config
+from nexus.event_loop import new_event_loop
 from nexus.gc_tuning import tune_for_serving
 from nexus.masking import mask_url
 from nexus.server.app import create_app
@@ -17,12 +19,14 @@ log = logging.getLogger("nexus")
 def serve(config_path: str | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = load_config(config_path)
+    loop, loop_name = new_event_loop()
+    asyncio.set_event_loop(loop)  # the app and its client session are made on it
     app = create_app(config)
     store = f"redis at {mask_url(config.redis.url)}" if config.redis \
         else "in-process store"
-    log.info("nexus: %d backend(s), %s, listening on http://%s:%d", len(config.backends), store,
-             config.server.host, config.server.port)
+    log.info("nexus: %d backend(s), %s, %s event loop, listening on http://%s:%d",
+             len(config.backends), store, loop_name, config.server.host, config.server.port)
     tune_for_serving()
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=log if config.server.access_log else None)
+                access_log=log if config.server.access_log else None, loop=loop)
     return 0
