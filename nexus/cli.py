@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start one gateway replica")
     serve.add_argument("--config", help="TOML file (default: $NEXUS_CONFIG, else built-in)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                       help="replica processes on one port (default 1; auto: one per core; "
+                            "more than one needs [redis])")
     serve.set_defaults(command=_serve)
 
     check = sub.add_parser("check", help="validate a configuration file")
@@ -117,9 +120,18 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nexus.serve import serve
+    from nexus.serve import serve, serve_workers
 
-    return serve(args.config)
+    return serve(args.config) if args.workers == 1 else serve_workers(args.config, args.workers)
+
+
+def _workers(value: str) -> int:
+    from nexus.workers import worker_count
+
+    try:
+        return worker_count(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 
@@ -12,6 +13,8 @@ from nexus.event_loop import new_event_loop
 from nexus.gc_tuning import tune_for_serving
 from nexus.masking import mask_url
 from nexus.server.app import create_app
+from nexus.server.gateway import default_replica_id
+from nexus.workers import Workers
 
 log = logging.getLogger("nexus")
 
@@ -28,5 +31,17 @@ def serve(config_path: str | None) -> int:
              len(config.backends), store, loop_name, config.server.host, config.server.port)
     tune_for_serving()
     web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=log if config.server.access_log else None, loop=loop)
+                access_log=log if config.server.access_log else None, loop=loop,
+                reuse_port=os.environ.get("NEXUS_REUSE_PORT") == "1")  # --workers
     return 0
+
+
+def serve_workers(config_path: str | None, count: int) -> int:
+    """The parent of `count` worker replicas (nexus.workers)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = load_config(config_path)
+    replica_id = config.fleet.replica_id or default_replica_id()
+    workers = Workers(config, config_path, count, replica_id)
+    log.info("nexus: %d workers on http://%s:%d", count, config.server.host,
+             config.server.port)
+    return workers.run()

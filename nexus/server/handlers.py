@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -131,8 +132,9 @@ async def health(request: web.Request, rid: str) -> web.Response:
 def _replica(gateway: Gateway) -> dict[str, Any]:
     fleet = gateway.fleet
     if fleet is None:  # alone: it leads itself
-        return {"id": gateway.replica_id, "leader": True, "epoch": None, "fleet_size": 1}
-    return {"id": gateway.replica_id, "leader": fleet.leadership.leading,
+        return {"id": gateway.replica_id, "pid": os.getpid(), "leader": True, "epoch": None,
+                "fleet_size": 1}
+    return {"id": gateway.replica_id, "pid": os.getpid(), "leader": fleet.leadership.leading,
             "epoch": fleet.leadership.epoch or None, "fleet_size": fleet.replica_count}
 
 
