@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import pytest
@@ -48,14 +48,18 @@ async def workers(own_redis: RedisServer, redis_prefix: str, tmp_path: Path,
           "pricing": {"m": {"input": 1.0, "output": 2.0}}}]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
     log = (tmp_path / "workers.log").open("wb")
-    parent = subprocess.Popen([sys.executable, "-m", "nexus", "serve", "--workers", "2",
-                               "--config", str(config)], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+    parent = start_workers(config, env, log)
     yield parent, f"http://127.0.0.1:{port}", paid
     if parent.poll() is None:
         parent.send_signal(signal.SIGTERM)
         await asyncio.to_thread(parent.wait, 60)
     log.close()
+
+
+def start_workers(config: Path, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "nexus", "serve", "--workers", "2",
+                             "--config", str(config)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 async def replicas_seen(url: str, count: int = 40) -> dict[str, int]:
