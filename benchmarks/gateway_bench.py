@@ -87,6 +87,24 @@ def start(args: list[str], ready_url: str, env: dict[str, str] | None = None,
     raise SystemExit(f"{args} did not come up")
 
 
+def served_by_wrk(url: str, body: str, connections: int, duration: int,
+                  headers: dict[str, str] | None = None, cpu: str | None = None) -> int:
+    """Chat requests of `body` sent by wrk for `duration` seconds: how many got a 2xx."""
+    lines = ['wrk.method = "POST"', f"wrk.body = [[{body}]]",
+             'wrk.headers["Content-Type"] = "application/json"',
+             *(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name,
+               url + "/v1/chat/completions"]
+    out = subprocess.run(pinned(cpu, command) if cpu else command, capture_output=True,
+                         text=True, check=True).stdout
+    os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return total - (int(non_2xx[1]) if non_2xx else 0)
+
+
 def wrk(url: str, connections: int, duration: int, stream: bool) -> Result:
     body = BODY % (',"stream":true' if stream else "")
     script = (f'wrk.method="POST"\nwrk.body=[[{body}]]\n'

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_bench import commands
-from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, start
+from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, served_by_wrk, start
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,17 +50,8 @@ def config(backend_url: str, redis_url: str) -> str:
 def wrk(url: str, secret: str, connections: int, duration: int) -> int:
     body = json.dumps({"model": "mock-model", "max_tokens": 16,
                        "messages": [{"role": "user", "content": "hello there"}]})
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = [[{body}]]\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n'
-                     f'wrk.headers["Authorization"] = "Bearer {secret}"\n')
-    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}",
-                          f"-d{duration}s", "-s", script.name, url + "/v1/chat/completions"],
-                         capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
-    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return total - (int(non_2xx[1]) if non_2xx else 0)
+    return served_by_wrk(url, body, connections, duration,
+                         {"Authorization": f"Bearer {secret}"}, cpu=LOAD_CPU)
 
 
 def lookup_ns(keys: int, rounds: int = 200_000) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_bench import free_port, start
+from gateway_bench import free_port, served_by_wrk, start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,16 +44,7 @@ def children_cpu(parent: int) -> float:
 def wrk(url: str, connections: int, duration: int) -> int:
     body = json.dumps({"model": "mock-model",
                        "messages": [{"role": "user", "content": "hello there"}]})
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = [[{body}]]\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n')
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s",
-                          script.name, url + "/v1/chat/completions"],
-                         capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
-    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return total - (int(non_2xx[1]) if non_2xx else 0)
+    return served_by_wrk(url, body, connections, duration)
 
 
 def main() -> None:
