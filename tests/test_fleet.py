@@ -7,6 +7,7 @@ number of requests the mocks served times the price; Redis must say the same.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,14 +218,17 @@ async def test_replicas_pushing_past_a_strict_limit_together_do_not_overshoot(
     statuses = await fire(http, fleet.replicas, 600, max_tokens=COMPLETION)
     assert statuses.count(503) > 0
     assert statuses.count(200) + statuses.count(503) == 600
+    # Once the burst is over, requests one at a time are served until the room left is
+    # less than one estimate: the refusals come at the limit, not before it. (How much
+    # of it the burst itself used depends on the machine's speed: a hold whose request
+    # failed is let go, perhaps after others were refused.)
+    for replica in itertools.cycle(fleet.replicas):
+        if await fire(http, [replica], 1, max_tokens=COMPLETION) != [200]:
+            break
     total = await fleet.settled()
     assert total == fleet.billed()
     # Estimates never fall below the bill here, so the overshoot bound is zero.
-    assert total <= limit_micro
-    # Most of the budget was used: the refusals came at the limit, not long before it.
-    # (Not all 300 estimates need to succeed: a request that times out under this load
-    # releases its hold, and by its retry the room may be taken.)
-    assert total >= limit_micro * 9 // 10
+    assert limit_micro - ESTIMATE < total <= limit_micro
 
 
 async def test_a_killed_leader_is_replaced_within_the_lease_ttl_plus_a_renewal(
