@@ -50,6 +50,10 @@ class Behaviour:
     cache_read_tokens: int = 0       # Anthropic usage: prompt-cache reads and writes
     cache_write_tokens: int = 0
     capabilities: list[str] | None = None  # Ollama's /api/show list
+    # Answer chat with a call of this tool ({"id", "name", "arguments": JSON text});
+    # streamed, the arguments come in `tool_fragments` pieces, as servers send them.
+    tool_call: dict[str, str] | None = None
+    tool_fragments: int = 3
 
 
 @dataclass
@@ -235,13 +239,22 @@ class MockBackend:
         if gated is not None:
             return gated
         if body.get("stream"):
+            if self.behaviour.tool_call:
+                return await self._stream_tool_call(request, body)
             return await self._stream_chat(request, body)
         text = "".join(self._reply_words())
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = "stop"
+        if self.behaviour.tool_call:
+            call = self.behaviour.tool_call
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call["id"], "type": "function",
+                 "function": {"name": call["name"], "arguments": call["arguments"]}}]}
+            finish, text = "tool_calls", call["arguments"]
         answer: dict[str, Any] = {
             "id": f"chatcmpl-{self.name}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}]}
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}]}
         if not self.behaviour.omit_usage:
             answer["usage"] = self._usage(body, text)
         if self.behaviour.stall_body:
@@ -306,6 +319,32 @@ class MockBackend:
         await out.write(b"data: [DONE]\n\n")
         if self.hold_after_done:
             await self.release.wait()
+        await out.write_eof()
+        return out
+
+    async def _stream_tool_call(self, request: web.Request,
+                                body: dict[str, Any]) -> web.StreamResponse:
+        """A tool call as OpenAI streams it: id and name first, the arguments in pieces."""
+        call = self.behaviour.tool_call
+        assert call is not None
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        head = {"index": 0, "id": call["id"], "type": "function",
+                "function": {"name": call["name"], "arguments": ""}}
+        await out.write(_sse(self._chunk(body, {"role": "assistant", "tool_calls": [head]},
+                                         None)))
+        arguments, n = call["arguments"], max(1, self.behaviour.tool_fragments)
+        size = -(-len(arguments) // n)
+        for start in range(0, len(arguments), size):
+            piece = {"index": 0, "function": {"arguments": arguments[start:start + size]}}
+            await out.write(_sse(self._chunk(body, {"tool_calls": [piece]}, None)))
+        await out.write(_sse(self._chunk(body, {}, "tool_calls")))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage_chunk = self._chunk(body, {}, None)
+            usage_chunk["choices"] = []
+            usage_chunk["usage"] = self._usage(body, arguments)
+            await out.write(_sse(usage_chunk))
+        await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
         return out
 
