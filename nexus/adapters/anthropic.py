@@ -7,62 +7,33 @@ from typing import Any
 
 import msgspec
 
+from nexus.adapters import anthropic_map as m
 from nexus.adapters.anthropic_params import Adjustments
 from nexus.adapters.anthropic_request import to_messages_request
 from nexus.adapters.base import UpstreamRequest, Usage
+from nexus.adapters.messages_stream import MESSAGE_STOP
 from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.pipeline.types import Endpoint
 
 Json = dict[str, Any]
-# Every stop reason of the SDK's StopReason literal (a test checks the table is complete).
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter",
-                  "model_context_window_exceeded": "length"}
+FINISH_REASONS = m.FINISH_REASONS  # every stop reason of the SDK's StopReason literal
 
 
 def to_chat_completion(message: Json, model: str) -> Json:
-    text = "".join(b.get("text", "") for b in message.get("content", []) if b["type"] == "text")
-    calls = [{"id": b["id"], "type": "function",
-              "function": {"name": b["name"], "arguments": msgspec.json.encode(
-                  b.get("input", {})).decode()}}
-             for b in message.get("content", []) if b["type"] == "tool_use"]
+    content = message.get("content", [])
+    text = "".join(b.get("text", "") for b in content if b["type"] == "text")
+    calls = [m.tool_call_to_openai(b) for b in content if b["type"] == "tool_use"]
     reply: Json = {"role": "assistant", "content": text or None}
     if calls:
         reply["tool_calls"] = calls
-    usage = _usage(message.get("usage") or {})
+    usage = m.usage_from_anthropic(message.get("usage") or {})
     return {"id": f"chatcmpl-{message.get('id', '')}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": reply, "logprobs": None,
-                         "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "",
-                                                             "stop")}],
-            "usage": _usage_json(usage)}
-
-
-def _usage(raw: Json, before: Usage | None = None) -> Usage:
-    """Anthropic's usage: `input_tokens` leaves out what the prompt cache wrote and read;
-    OpenAI's `prompt_tokens` counts them all. Fields a stream's message_delta does not
-    repeat keep what message_start said."""
-    base = before or Usage()
-    read = _count(raw, "cache_read_input_tokens", base.cache_read_tokens)
-    write = _count(raw, "cache_creation_input_tokens", base.cache_write_tokens)
-    fresh = _count(raw, "input_tokens",
-                   base.prompt_tokens - base.cache_read_tokens - base.cache_write_tokens)
-    return Usage(prompt_tokens=fresh + read + write,
-                 completion_tokens=_count(raw, "output_tokens", base.completion_tokens),
-                 cache_read_tokens=read, cache_write_tokens=write)
-
-
-def _count(raw: Json, key: str, default: int) -> int:
-    value = raw.get(key)
-    return int(value) if isinstance(value, int) else default
-
-
-def _usage_json(usage: Usage) -> Json:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}}
+                         "finish_reason": m.finish_reason(message.get("stop_reason"))}],
+            "usage": m.usage_to_openai(usage)}
 
 
 class AnthropicStream:
@@ -81,6 +52,9 @@ class AnthropicStream:
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(out for event in self._splitter.feed(chunk) for out in self._event(event))
 
+    def close(self) -> bytes:
+        return b""
+
     def _event(self, event: bytes) -> list[bytes]:
         try:
             data = msgspec.json.decode(data_of(event))
@@ -98,7 +72,7 @@ class AnthropicStream:
     def _on_message_start(self, data: Json) -> list[bytes]:
         message = data.get("message", {})
         self._id = f"chatcmpl-{message.get('id', '')}"
-        self.usage = _usage(message.get("usage") or {})
+        self.usage = m.usage_from_anthropic(message.get("usage") or {})
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _on_content_block_start(self, data: Json) -> list[bytes]:
@@ -123,16 +97,16 @@ class AnthropicStream:
 
     def _on_message_delta(self, data: Json) -> list[bytes]:
         if isinstance(data.get("usage"), dict):
-            self.usage = _usage(data["usage"], self.usage)
-        reason = (data.get("delta") or {}).get("stop_reason") or ""
-        return [self._chunk({}, FINISH_REASONS.get(reason, "stop"))]
+            self.usage = m.usage_from_anthropic(data["usage"], self.usage)
+        reason = (data.get("delta") or {}).get("stop_reason")
+        return [self._chunk({}, m.finish_reason(reason))]
 
     def _on_message_stop(self, data: Json) -> list[bytes]:
         events = []
         if self.include_usage and self.usage is not None:
             events.append(frame({"id": self._id, "object": "chat.completion.chunk",
                                  "created": self._created, "model": self.model,
-                                 "choices": [], "usage": _usage_json(self.usage)}))
+                                 "choices": [], "usage": m.usage_to_openai(self.usage)}))
         return [*events, DONE]
 
     def _on_error(self, data: Json) -> list[bytes]:
@@ -140,6 +114,38 @@ class AnthropicStream:
         return [frame({"error": {"message": error.get("message", "upstream error"),
                                  "type": error.get("type", "api_error"),
                                  "code": "backend_error", "param": None}})]
+
+
+class NativeStream:
+    """An Anthropic stream relayed to a Messages client as it is, read for its usage.
+    Its last event is sent in one spelling, so the relay knows the answer is complete."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.events = 0
+        self._splitter = EventSplitter()
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(event) for event in self._splitter.feed(chunk))
+
+    def close(self) -> bytes:
+        return b""
+
+    def _event(self, event: bytes) -> bytes:
+        try:
+            data = msgspec.json.decode(data_of(event))
+        except msgspec.DecodeError:
+            return event + b"\n\n"
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "content_block_delta":
+            self.events += 1
+        elif kind == "message_start":
+            self.usage = m.usage_from_anthropic((data.get("message") or {}).get("usage") or {})
+        elif kind == "message_delta" and isinstance(data.get("usage"), dict):
+            self.usage = m.usage_from_anthropic(data["usage"], self.usage)
+        elif kind == "message_stop":
+            return MESSAGE_STOP
+        return event + b"\n\n"
 
 
 class AnthropicAdapter:
@@ -156,10 +162,28 @@ class AnthropicAdapter:
         return UpstreamRequest(url=backend.base_url + "/v1/messages", headers=headers,
                                body=msgspec.json.encode(request), notes=adjustments.headers())
 
+    def forward_native(self, backend: Backend, body: bytes,
+                       client_headers: dict[str, str]) -> UpstreamRequest:
+        """A Messages client's body, sent on as it is (its anthropic-version and
+        anthropic-beta headers too)."""
+        headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01",
+                   **client_headers, **request_headers(backend)}
+        return UpstreamRequest(url=backend.base_url + "/v1/messages", headers=headers,
+                               body=body)
+
+    @staticmethod
+    def native_usage(body: bytes) -> Usage | None:
+        try:
+            message = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return None
+        usage = message.get("usage") if isinstance(message, dict) else None
+        return m.usage_from_anthropic(usage) if isinstance(usage, dict) else None
+
     def translate_body(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
         message = msgspec.json.decode(body)
         completion = to_chat_completion(message, model)
-        return msgspec.json.encode(completion), _usage(message.get("usage") or {})
+        return msgspec.json.encode(completion), m.usage_from_anthropic(message.get("usage") or {})
 
     def stream_translator(self, model: str, include_usage: bool,
                           count_events: bool) -> AnthropicStream:

@@ -22,11 +22,18 @@ class UpstreamRequest(msgspec.Struct):
 
 
 class StreamTranslator(Protocol):
-    usage: Usage | None
-    events: int  # token-carrying events relayed: about one token each, if usage never comes
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def events(self) -> int:
+        """Token-carrying events relayed: about one token each, if usage never comes."""
 
     def feed(self, chunk: bytes) -> bytes:
-        """Upstream bytes in; the OpenAI SSE bytes ready to send out (maybe none yet)."""
+        """Upstream bytes in; the client's SSE bytes ready to send out (maybe none yet)."""
+
+    def close(self) -> bytes:
+        """What to send when the backend's stream ended without its last event."""
 
 
 class Adapter(Protocol):

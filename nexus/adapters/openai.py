@@ -62,6 +62,9 @@ class OpenAIStream:
             return complete
         return self._read_usage_events(complete, mention)
 
+    def close(self) -> bytes:
+        return b""  # the client sees the stream end as the backend ended it
+
     def _read_usage_events(self, complete: bytes, mention: int) -> bytes:
         """Read the events that mention usage, dropping the usage-only ones the client did
         not ask for; the events around them pass as they are (uncopied when none goes)."""

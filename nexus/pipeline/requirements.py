@@ -70,3 +70,41 @@ def _message_content(content: Any) -> tuple[int, bool]:
                 vision = True
             chars += len(str(part.get("text", "")))
     return chars, vision
+
+
+def requirements_of_messages(body: dict[str, Any]) -> Requirements:
+    """The same, from an Anthropic Messages request: its system prompt and every block's
+    text count towards the input; an image block needs vision, tools need tool calls,
+    and structured output (output_config.format) a backend that takes a JSON schema."""
+    chars, vision = _blocks_content(body.get("system"))
+    messages = body.get("messages") or []
+    for message in messages:
+        text, image = _blocks_content(message.get("content") if isinstance(message, dict)
+                                      else None)
+        chars, vision = chars + text, vision or image
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    response_format = {"type": "json_schema"} if isinstance(fmt, dict) \
+        and fmt.get("type") == "json_schema" else None
+    return _requirements((chars, len(messages), vision), response_format,
+                         body.get("max_tokens"), bool(body.get("tools")))
+
+
+def _blocks_content(content: Any) -> tuple[int, bool]:
+    """(characters, any image) of a string or of blocks, tool calls and results included."""
+    if not isinstance(content, list):
+        return _message_content(content)
+    chars, vision = 0, False
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind in ("image", "document"):
+            vision = True
+        elif kind == "tool_result":
+            text, image = _blocks_content(block.get("content"))
+            chars, vision = chars + text, vision or image
+        elif kind == "tool_use":
+            chars += len(str(block.get("input", "")))
+        chars += len(str(block.get("text", "")))
+    return chars, vision

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from nexus.config.schema import Config
-from nexus.server import handlers
+from nexus.server import handlers, messages
 from nexus.server.admin import ADMIN_ROUTES
+from nexus.server.anthropic_errors import anthropic_error_response
 from nexus.server.gateway import Gateway
 from nexus.server.guard import EndpointHandler, guarded, no_route
 from nexus.server.handlers import GATEWAY
@@ -36,7 +37,7 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("POST", "/v1/chat/completions", handlers.chat_completions),
     ("POST", "/v1/completions", handlers.completions),
     ("POST", "/v1/embeddings", handlers.embeddings),
-    ("POST", "/v1/routing/explain", handlers.routing_explain),
+    ("POST", "/v1/routing/explain", messages.routing_explain),
     ("GET", "/v1/models", handlers.list_models),
     ("GET", "/v1/stats", handlers.stats),
     ("GET", "/v1/budget", handlers.budget),
@@ -44,10 +45,18 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("GET", "/metrics", handlers.metrics),
     *ADMIN_ROUTES,
 ]
+# Anthropic's Messages API: its errors in Anthropic's shape.
+MESSAGES_ROUTES: list[tuple[str, str, EndpointHandler]] = [
+    ("POST", "/v1/messages", messages.messages),
+    ("POST", "/v1/messages/count_tokens", messages.count_tokens),
+]
 
 
 def _add_routes(app: web.Application, tenancy: Tenancy) -> None:
     methods: dict[str, frozenset[str]] = {}
+    for method, path, endpoint in MESSAGES_ROUTES:
+        app.router.add_route(method, path, guarded(endpoint, tenancy, anthropic_error_response))
+        methods[path] = frozenset({method})
     for method, path, endpoint in ROUTES:
         app.router.add_route(method, path, guarded(endpoint, tenancy))
         if method == "GET":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -11,6 +11,9 @@ from nexus.server.request_id import fresh_id
 from nexus.server.schemas import decode_object
 from nexus.tenants.model import Tenant
 from nexus.tenants.rates import RateCheck
+
+if TYPE_CHECKING:
+    from nexus.server.dialect import Dialect
 
 
 class Call(msgspec.Struct, kw_only=True):
@@ -26,6 +29,7 @@ class Call(msgspec.Struct, kw_only=True):
     tenant: Tenant | None = None   # the key (and team) that sent it
     rate_check: RateCheck | None = None  # its admission under rate limits, settled after
     rate_headers: dict[str, str] = msgspec.field(default_factory=dict)  # x-ratelimit-*
+    dialect: Dialect | None = None  # the client's API when not OpenAI's (Messages)
     _payload: dict[str, Any] | None = None
     _spend_id: str | None = None
 

@@ -23,6 +23,7 @@ from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
 from nexus.server.admission import Admission
 from nexus.server.call import Call
+from nexus.server.dialect import OPENAI_STREAM, Dialect
 from nexus.server.headers import route_headers
 from nexus.server.holds import Holds
 from nexus.server.spend import spend_record
@@ -132,8 +133,10 @@ class Forwarder:
                         request: web.Request) -> web.StreamResponse:
         backend = route.backend
         adapter = ADAPTERS[backend.api]
+        dialect = call.dialect
         try:
-            upstream = self._upstream(route, call)
+            upstream = self._upstream(route, call) if dialect is None \
+                else dialect.upstream(route, call)
         except NexusError as error:  # this API cannot take the request (n > 1, ...)
             raise UpstreamFailure(error) from None
         started = time.monotonic()  # the loop's clock, without asking for the loop
@@ -145,11 +148,16 @@ class Forwarder:
                 exchange.response = response
                 headers = self._headers(route, call, upstream)
                 if response.status >= 400:
-                    return await self._error(backend, response, headers)
+                    return await self._error(backend, response, headers, dialect)
                 if call.stream and response.content_type == EVENT_STREAM:
                     return await self._stream(route, call, request, response, headers,
                                               started, exchange)
-                body, usage = adapter.translate_body(await response.read(), route.model)
+                raw = await response.read()
+                if dialect is None:
+                    body, reported = adapter.translate_body(raw, route.model)
+                    usage, estimated = reported or self._estimate(route), reported is None
+                else:
+                    body, usage, estimated = dialect.reply(route, raw, self._estimate(route))
         except asyncio.CancelledError:
             if not exchange.cancel_was_ours_alone():
                 raise
@@ -170,8 +178,6 @@ class Forwarder:
         finally:
             self.watch.close(exchange)
         self.recorder.first_token(backend, (time.monotonic() - started) * 1000)
-        estimated = usage is None
-        usage = usage or self._estimate(route)
         self.recorder.served(backend, usage, estimated)
         await self._bill(call, route, usage, estimated)  # in the store before the answer leaves
         return web.Response(body=body, content_type="application/json", headers=headers)
@@ -180,13 +186,15 @@ class Forwarder:
                       response: aiohttp.ClientResponse, headers: dict[str, str],
                       started: float, exchange: Exchange) -> web.StreamResponse:
         translator = ADAPTERS[route.backend.api].stream_translator(
-            route.model, call.include_usage, count_events=True)
+            route.model, call.include_usage, count_events=True) if call.dialect is None \
+            else call.dialect.stream_translator(route, call)
 
         async def bill(usage: Usage, estimated: bool) -> None:
             await self._bill(call, route, usage, estimated)
 
         relay = Relay(response, request, headers, translator, route.backend, self.recorder,
-                      exchange, route.cost_estimate.input_tokens, bill)
+                      exchange, route.cost_estimate.input_tokens, bill,
+                      OPENAI_STREAM if call.dialect is None else call.dialect.shape)
         return await relay.run(started)
 
     @staticmethod
@@ -232,11 +240,13 @@ class Forwarder:
         await self.store.commit_spend(record)
 
     async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
-                     headers: dict[str, str]) -> web.Response:
+                     headers: dict[str, str], dialect: Dialect | None) -> web.Response:
         body = await response.read()
         error, failure = classify_status(backend, response.status, body,
                                          response.headers.get("Retry-After"), self.recorder)
         if failure is not None:
             raise failure
+        if dialect is not None:
+            return dialect.error_response(error, headers)
         return web.Response(status=error.status, body=msgspec.json.encode(error.body()),
                             content_type="application/json", headers=headers)

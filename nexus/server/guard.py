@@ -27,9 +27,15 @@ REQUEST_ID_HEADER = istr("X-Request-Id")  # case folded once, not per request
 TENANT = web.RequestKey[Tenant | None]("tenant")  # who sent a /v1/ request (None: open)
 
 
-def guarded(endpoint: EndpointHandler, tenancy: Tenancy) -> Handler:
+ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer
+
+
+def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
+            render: ErrorRenderer | None = None) -> Handler:
     """The endpoint as aiohttp calls it. Paths under /v1/ need a client key once any key
-    exists (the request's tenant is kept under TENANT); /admin/ needs the admin key."""
+    exists (the request's tenant is kept under TENANT); /admin/ needs the admin key.
+    Errors take the OpenAI shape unless `render` gives the endpoint's own API's."""
+    error_response = render or openai_error_response
 
     async def handle(request: web.Request) -> web.StreamResponse:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
@@ -66,7 +72,7 @@ def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
                            "client key is not one")
 
 
-def error_response(error: NexusError, rid: str) -> web.Response:
+def openai_error_response(error: NexusError, rid: str) -> web.Response:
     headers = {"X-Nexus-Request-Id": rid, **error.headers}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)

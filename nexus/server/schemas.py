@@ -62,11 +62,18 @@ decode_object = msgspec.json.Decoder(dict[str, Any]).decode  # the body as a dic
 def parse_body(endpoint: Endpoint, body: bytes) -> RequestView:
     """The validated view; BadRequest says what is wrong. The body itself is forwarded
     as it came, or decoded again only when something in it must change."""
+    view: RequestView = decode_view(_DECODERS[endpoint], body)
+    _require_input(endpoint, view)
+    return view
+
+
+def decode_view(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """The body decoded by one typed decoder; BadRequest says what is wrong, and where."""
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON object")
     check_nesting(body)
     try:
-        view: RequestView = _DECODERS[endpoint].decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         message, param = _explain(str(exc))
         raise BadRequest(message, param=param) from None
@@ -74,8 +81,6 @@ def parse_body(endpoint: Endpoint, body: bytes) -> RequestView:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     except RecursionError:  # nested less than the limit, yet deeper than this stack has room
         raise BadRequest("The request body nests objects and arrays too deeply") from None
-    _require_input(endpoint, view)
-    return view
 
 
 def _require_input(endpoint: Endpoint, view: RequestView) -> None:

@@ -20,17 +20,16 @@ import aiohttp
 from aiohttp import web
 
 from nexus.adapters.base import StreamTranslator, Usage
-from nexus.adapters.sse import error_event
 from nexus.backends.backend import Backend
 from nexus.backends.causes import connection_failure
 from nexus.backends.recorder import Outcome, OutcomeRecorder
 from nexus.errors import BackendError
+from nexus.server.dialect import OPENAI_STREAM, StreamShape
 from nexus.server.stall import Exchange
 from nexus.server.upstream import UpstreamFailure
 
 log = logging.getLogger(__name__)
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
-_END = b"[DONE]\n\n"  # the last event of an OpenAI stream, as both translators send it
 
 
 class ClientGone(Exception):
@@ -52,7 +51,8 @@ class Relay:
     def __init__(self, response: aiohttp.ClientResponse, request: web.Request,
                  headers: dict[str, str], translator: StreamTranslator, backend: Backend,
                  recorder: OutcomeRecorder, exchange: Exchange, input_estimate: int,
-                 bill: Callable[[Usage, bool], Awaitable[None]]) -> None:
+                 bill: Callable[[Usage, bool], Awaitable[None]],
+                 shape: StreamShape = OPENAI_STREAM) -> None:
         self.chunks = response.content.iter_any()
         self.request = request
         self.headers = headers
@@ -63,6 +63,8 @@ class Relay:
         self.input_estimate = input_estimate  # prompt tokens, should the backend say none
         self.bill = bill
         self.billed = False
+        self.ended = False  # the client has the stream's last event
+        self.shape = shape  # how the client's stream ends, and says it broke
 
     async def run(self, started: float) -> web.StreamResponse:
         first = await self._first_bytes()
@@ -74,6 +76,7 @@ class Relay:
             ended = await self._send(out, first, prepare=True)
             if await self._relay_rest(out, ended):
                 self.recorder.served(self.backend, *self.usage())
+                await self._send_closing(out)
         except ClientGone:  # the backend did its part: never held against it
             log.info("client left mid-stream from %s", self.backend.name)
             self.recorder.served(self.backend, *self.usage())
@@ -116,6 +119,14 @@ class Relay:
         answer = self.recorder.answered(self.backend, 200, "empty_stream")
         raise UpstreamFailure(error, answer)
 
+    async def _send_closing(self, out: web.StreamResponse) -> None:
+        """The backend ended its stream without its last event: the translator may
+        still owe the client one (Anthropic's message_stop)."""
+        if not self.ended:
+            closing = self.translator.close()
+            if closing:
+                await self._send(out, closing)
+
     async def _relay_rest(self, out: web.StreamResponse, ended: bool) -> bool:
         """Relay to `[DONE]` or the end; False when the backend broke the stream first (the
         client is told). After `[DONE]` the rest is read but not sent: the client has its
@@ -146,8 +157,8 @@ class Relay:
         what = f"went silent ({exc})" if isinstance(exc, TimeoutError) \
             else f"dropped the stream ({cause})"
         await self._bill_once()
-        await self._send(out, error_event(f"{self.backend.name} {what} mid-response",
-                                          code="backend_stream_interrupted"))
+        await self._send(out, self.shape.error(f"{self.backend.name} {what} mid-response",
+                                               "backend_stream_interrupted"))
         return False
 
     async def _send(self, out: web.StreamResponse, data: bytes, prepare: bool = False) -> bool:
@@ -156,7 +167,8 @@ class Relay:
         try:
             if prepare:
                 await out.prepare(self.request)
-            if data.endswith(_END):
+            if data.endswith(self.shape.end):
+                self.ended = True
                 await self._bill_once()
                 await out.write_eof(data)
                 return True
