@@ -88,15 +88,16 @@ def start(args: list[str], ready_url: str, env: dict[str, str] | None = None,
 
 
 def served_by_wrk(url: str, body: str, connections: int, duration: int,
-                  headers: dict[str, str] | None = None, cpu: str | None = None) -> int:
-    """Chat requests of `body` sent by wrk for `duration` seconds: how many got a 2xx."""
+                  headers: dict[str, str] | None = None, cpu: str | None = None,
+                  path: str = "/v1/chat/completions") -> int:
+    """Requests of `body` sent by wrk for `duration` seconds: how many got a 2xx."""
     lines = ['wrk.method = "POST"', f"wrk.body = [[{body}]]",
              'wrk.headers["Content-Type"] = "application/json"',
              *(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name,
-               url + "/v1/chat/completions"]
+               url + path]
     out = subprocess.run(pinned(cpu, command) if cpu else command, capture_output=True,
                          text=True, check=True).stdout
     os.unlink(script.name)

@@ -19,7 +19,6 @@ from nexus.adapters.anthropic_request import to_messages_request
 from nexus.adapters.messages_reply import to_message
 from nexus.adapters.messages_request import to_chat_request
 from nexus.adapters.messages_stream import MessagesStream
-from nexus.adapters.openai import OpenAIStream
 from nexus.usage import Usage
 
 MODEL = "claude-3-5-haiku-20241022"  # takes every sampling parameter
@@ -160,7 +159,7 @@ def openai_stream(pieces: list[tuple[str, Any]], usage: bool) -> tuple[bytes, li
 
 
 def translate(data: bytes, cuts: list[int]) -> bytes:
-    stream = MessagesStream(OpenAIStream(include_usage=False), "m", 5, [])
+    stream = MessagesStream("m", 5, [])
     out, start = [], 0
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         out.append(stream.feed(data[start:cut]))

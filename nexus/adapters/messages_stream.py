@@ -16,9 +16,8 @@ from typing import Any
 import msgspec
 
 from nexus.adapters import anthropic_map as m
-from nexus.adapters.base import StreamTranslator
 from nexus.adapters.messages_reply import message_id, stop_of
-from nexus.adapters.sse import data_of
+from nexus.adapters.sse import complete_part, data_of
 from nexus.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,7 @@ class _Choice(msgspec.Struct):
 class _Chunk(msgspec.Struct):
     id: str | None = None
     choices: list[_Choice] | None = None
+    usage: Usage | None = None
     error: Any = None
 
 
@@ -69,16 +69,24 @@ def error_event(message: str, kind: str = "api_error") -> bytes:
     return event("error", {"type": "error", "error": {"type": kind, "message": message}})
 
 
-class MessagesStream:
-    """Wraps the backend's translator (which reads usage and counts events, as for chat)
-    and turns its OpenAI events into Anthropic's."""
+def _delta_event(index: int, kind: bytes, field: bytes, value: str) -> bytes:
+    """A content_block_delta, written out: the one event of every token."""
+    return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+            + str(index).encode() + b',"delta":{"type":"' + kind + b'","' + field + b'":'
+            + _encode(value) + b"}}\n\n")
 
-    def __init__(self, inner: StreamTranslator, model: str, input_estimate: int,
-                 stop_sequences: list[str]) -> None:
-        self.inner = inner
+
+class MessagesStream:
+    """Reads an OpenAI-compatible backend's stream (its usage too, which the backend is
+    asked to send) and writes Anthropic's events."""
+
+    def __init__(self, model: str, input_estimate: int, stop_sequences: list[str]) -> None:
         self.model = model
         self.input_estimate = input_estimate
         self.stop_sequences = stop_sequences
+        self.usage: Usage | None = None
+        self.events = 0  # content deltas: about a token each, should usage never come
+        self._buffer = b""
         self._started = False
         self._ended = False
         self._open: int | None = None    # the index of the open block
@@ -87,25 +95,18 @@ class MessagesStream:
         self._tools: dict[int, int] = {}  # OpenAI tool-call index → block index
         self._reason: tuple[str, str | None] | None = None
 
-    @property
-    def usage(self) -> Usage | None:
-        return self.inner.usage
-
-    @property
-    def events(self) -> int:
-        return self.inner.events
-
     def feed(self, chunk: bytes) -> bytes:
-        complete = self.inner.feed(chunk)
-        if not complete or self._ended:
+        if self._ended:
             return b""
+        complete, self._buffer = complete_part(self._buffer, chunk)
         out: list[bytes] = []
-        for raw in complete.split(b"\n\n"):
-            data = data_of(raw) if raw.strip() else b""
+        for raw in complete.split(b"\n\n") if complete else ():
+            data = data_of(raw) if raw else b""
             if data == b"[DONE]":
                 out.append(self._finish())
-            elif data and not self._ended:
-                out.extend(self._chunk(data))
+                break
+            if data:
+                self._chunk(data, out)
         return b"".join(out)
 
     def close(self) -> bytes:
@@ -118,26 +119,29 @@ class MessagesStream:
         return error_event("the backend ended its stream before finishing the message")
 
     # -- one OpenAI chunk ----------------------------------------------------------------
-    def _chunk(self, data: bytes) -> list[bytes]:
+    def _chunk(self, data: bytes, out: list[bytes]) -> None:
         try:
             chunk = _decode_chunk(data)
         except msgspec.DecodeError:
-            return []
+            return
         if chunk.error is not None:
             self._ended = True
             error: Any = chunk.error
             message: object = error.get("message") if isinstance(error, dict) else error
-            return [error_event(str(message or "the backend reported an error"))]
-        out = [] if self._started else self._start(chunk.id)
+            out.append(error_event(str(message or "the backend reported an error")))
+            return
+        if not self._started:
+            out.extend(self._start(chunk.id))
+        if chunk.usage is not None:
+            self.usage = chunk.usage
         for choice in (chunk.choices or [])[:1]:
             if choice.delta is not None:
-                out.extend(self._delta(choice.delta))
+                self._delta(choice.delta, out)
             if choice.finish_reason is not None:
                 self._reason = stop_of({"finish_reason": choice.finish_reason,
                                         "stop_reason": choice.stop_reason},
                                        self.stop_sequences)
                 out.extend(self._close_block())
-        return out
 
     def _start(self, chunk_id: str | None) -> list[bytes]:
         self._started = True
@@ -147,27 +151,24 @@ class MessagesStream:
                    "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
         return [event("message_start", {"type": "message_start", "message": message}), PING]
 
-    def _delta(self, delta: _Delta) -> list[bytes]:
-        out: list[bytes] = []
+    def _delta(self, delta: _Delta, out: list[bytes]) -> None:
         thinking = delta.reasoning_content or delta.reasoning
         if thinking:
-            out.extend(self._text_like("thinking", {"type": "thinking_delta",
-                                                    "thinking": thinking}))
+            self._text_like("thinking", b"thinking_delta", thinking, out)
         if delta.content:
-            out.extend(self._text_like("text", {"type": "text_delta", "text": delta.content}))
+            self._text_like("text", b"text_delta", delta.content, out)
         for call in delta.tool_calls or []:
             out.extend(self._tool(call))
-        return out
 
-    def _text_like(self, kind: str, delta: Json) -> list[bytes]:
-        out: list[bytes] = []
+    def _text_like(self, kind: str, delta_kind: bytes, value: str, out: list[bytes]) -> None:
         if self._open is None or self._open_kind != kind:
             block: Json = {"type": kind, kind: ""}
             if kind == "thinking":
                 block["signature"] = ""
             out.extend(self._open_block(kind, block))
-        out.append(self._block_delta(delta))
-        return out
+        self.events += 1
+        assert self._open is not None
+        out.append(_delta_event(self._open, delta_kind, kind.encode(), value))
 
     def _tool(self, call: _ToolCall) -> list[bytes]:
         out: list[bytes] = []
@@ -183,8 +184,9 @@ class MessagesStream:
             log.warning("dropped arguments of tool call %d: its block was closed", call.index)
             return out
         if function.arguments:
-            out.append(self._block_delta({"type": "input_json_delta",
-                                          "partial_json": function.arguments}))
+            self.events += 1
+            out.append(_delta_event(self._blocks - 1 if block is None else block,
+                                    b"input_json_delta", b"partial_json", function.arguments))
         return out
 
     # -- blocks --------------------------------------------------------------------------
@@ -197,10 +199,6 @@ class MessagesStream:
                                                  "content_block": block}))
         return out
 
-    def _block_delta(self, delta: Json) -> bytes:
-        return event("content_block_delta", {"type": "content_block_delta",
-                                             "index": self._open, "delta": delta})
-
     def _close_block(self) -> list[bytes]:
         if self._open is None:
             return []
@@ -211,7 +209,7 @@ class MessagesStream:
         out = [] if self._started else self._start(None)
         out.extend(self._close_block())
         reason, sequence = self._reason or ("end_turn", None)
-        usage = self.inner.usage or Usage(self.input_estimate, self.inner.events)
+        usage = self.usage or Usage(self.input_estimate, self.events)
         out.append(event("message_delta", {"type": "message_delta",
                                            "delta": {"stop_reason": reason,
                                                      "stop_sequence": sequence},

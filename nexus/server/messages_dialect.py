@@ -67,9 +67,7 @@ class MessagesDialect:
     def stream_translator(self, route: Route, call: Call) -> StreamTranslator:
         if route.backend.api is Api.ANTHROPIC:
             return NativeStream()
-        inner = ADAPTERS[route.backend.api].stream_translator(route.model, include_usage=False,
-                                                              count_events=True)
-        return MessagesStream(inner, route.model, route.cost_estimate.input_tokens,
+        return MessagesStream(route.model, route.cost_estimate.input_tokens,
                               self.stop_sequences)
 
     def error_response(self, error: NexusError, headers: dict[str, str]) -> web.Response:
