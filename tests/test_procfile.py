@@ -113,5 +113,6 @@ async def test_every_documented_command_runs_against_the_procfile_cluster(
                                                           command], capture_output=True,
                                          text=True, timeout=30)
         assert result.returncode == 0, (command, result.stderr)
-        assert not re.search(r"^\(error\)|^ERR|\"error\": \{", result.stdout, re.MULTILINE), \
+        assert not re.search(r"^\(error\)|^ERR|\"error\": \{|\"type\": ?\"error\"",
+                             result.stdout, re.MULTILINE), \
             (command, result.stdout)
