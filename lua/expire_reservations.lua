@@ -12,18 +12,20 @@
 -- KEYS[9]  {prefix}:spend:{month}:by_team          hash, team name -> micro-USD
 -- KEYS[10] {prefix}:spend:{month}:reserved_by_key  hash, key name -> micro-USD held
 -- KEYS[11] {prefix}:spend:{month}:reserved_by_team hash, team name -> micro-USD held
--- KEYS[12..11+n]  {prefix}:spend:counted:{id} for each id in ARGV[4..]
+-- KEYS[12] {prefix}:spend:{month}:by_day           hash, YYYY-MM-DD -> micro-USD
+-- KEYS[13..12+n]  {prefix}:spend:counted:{id} for each id in ARGV[5..]
 -- ARGV[1]  the caller's epoch
 -- ARGV[2]  now, unix milliseconds
 -- ARGV[3]  marker lifetime in seconds
--- ARGV[4..3+n]  request ids the caller found expired
+-- ARGV[4]  today, YYYY-MM-DD (UTC): the day the estimates are counted on
+-- ARGV[5..4+n]  request ids the caller found expired
 --
 -- Returns the number of reservations counted, or -1 when the epoch is stale.
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then
   return -1
 end
 local counted = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local id = ARGV[i]
   local expiry = redis.call('ZSCORE', KEYS[2], id)
   local held = redis.call('HGET', KEYS[3], id)
@@ -42,6 +44,7 @@ for i = 4, #ARGV do
       redis.call('HINCRBY', KEYS[7], r['model'], amount)
       if key ~= '' then redis.call('HINCRBY', KEYS[8], key, amount) end
       if team ~= '' then redis.call('HINCRBY', KEYS[9], team, amount) end
+      redis.call('HINCRBY', KEYS[12], ARGV[4], amount)
       counted = counted + 1
     end
   end

@@ -1,6 +1,6 @@
 -- Count requests' costs, each once, and let go of their reservations if they had one.
--- One call carries a batch of n records (n >= 1): record i uses KEYS[11i-10 .. 11i] and
--- ARGV[6i-4 .. 6i+1].
+-- One call carries a batch of n records (n >= 1): record i uses KEYS[12i-11 .. 12i] and
+-- ARGV[7i-5 .. 7i+1].
 --
 -- KEYS, per record:
 --   1  {prefix}:spend:counted:{request_id}     marker: this request id was counted
@@ -14,18 +14,20 @@
 --   9  {prefix}:spend:{month}:by_team          hash, team name -> micro-USD
 --  10  {prefix}:spend:{month}:reserved_by_key  hash, key name -> micro-USD held
 --  11  {prefix}:spend:{month}:reserved_by_team hash, team name -> micro-USD held
+--  12  {prefix}:spend:{month}:by_day           hash, YYYY-MM-DD -> micro-USD
 -- ARGV[1]  marker lifetime in seconds (longer than any retry or outage buffering)
 -- ARGV, per record: request id, cost in integer micro-USD (0: only release the
---   reservation), backend name, model name, key name ("" none), team name ("" none)
+--   reservation), backend name, model name, key name ("" none), team name ("" none),
+--   day ("" none)
 --
 -- Returns one integer per record: 1 when its cost was counted (or, for cost 0, its
 -- reservation released), 0 when that request id had been counted already, so a
 -- batch sent again after a timeout never counts anything twice.
 local results = {}
-local n = #KEYS / 11
+local n = #KEYS / 12
 for i = 1, n do
-  local k = 11 * (i - 1)
-  local a = 1 + 6 * (i - 1)
+  local k = 12 * (i - 1)
+  local a = 1 + 7 * (i - 1)
   local id, cost = ARGV[a + 1], tonumber(ARGV[a + 2])
   local held = redis.call('HGET', KEYS[k + 6], id)
   if held then
@@ -48,6 +50,7 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[k + 4], ARGV[a + 4], cost)
     if ARGV[a + 5] ~= '' then redis.call('HINCRBY', KEYS[k + 8], ARGV[a + 5], cost) end
     if ARGV[a + 6] ~= '' then redis.call('HINCRBY', KEYS[k + 9], ARGV[a + 6], cost) end
+    if ARGV[a + 7] ~= '' then redis.call('HINCRBY', KEYS[k + 12], ARGV[a + 7], cost) end
     results[i] = 1
   else
     results[i] = 0

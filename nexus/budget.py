@@ -30,6 +30,17 @@ def _month_of_hour(hour: int) -> str:
     return time.strftime("%Y-%m", time.gmtime(hour * 3600))
 
 
+def day_of(unix_time: float | None = None) -> str:
+    """The day (UTC) as "YYYY-MM-DD", the key of the month's spend by day."""
+    hour = int((time.time() if unix_time is None else unix_time) // 3600)
+    return _day_of_hour(hour)
+
+
+@functools.lru_cache(maxsize=64)
+def _day_of_hour(hour: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(hour * 3600))
+
+
 def status_of(view: BudgetView, config: BudgetConfig) -> BudgetStatus:
     limit = micro_usd(config.monthly_limit_usd)
     used = view.spent_micro_usd + view.reserved_micro_usd

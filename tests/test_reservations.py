@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
+from nexus.budget import day_of
 from nexus.config.schema import RedisConfig
 from nexus.fleet.leader import Leadership
 from nexus.store.base import Reservation, SpendRecord
@@ -28,6 +29,7 @@ async def test_an_expired_reservation_counts_once_at_its_estimate(
     breakdown = await store.breakdown(MONTH)
     assert (breakdown.total_micro_usd, breakdown.reserved_micro_usd) == (700, 0)
     assert breakdown.by_backend == {"cloud": 700}
+    assert breakdown.by_day == {day_of(): 700}  # counted on the day the leader counts it
     # The replica was only slow: its late settle must not count the request again.
 
     store.record_spend(SpendRecord(request_id="orphan", month=MONTH, backend="cloud",

@@ -18,9 +18,9 @@ MONTH = "2026-11"
 
 
 def spend(request_id: str, cost: int, backend: str = "cloud", model: str = "gpt-4o",
-          month: str = MONTH) -> SpendRecord:
+          month: str = MONTH, day: str = "") -> SpendRecord:
     return SpendRecord(request_id=request_id, month=month, backend=backend, model=model,
-                       cost_micro_usd=cost)
+                       cost_micro_usd=cost, day=day)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -48,6 +48,17 @@ async def test_spend_adds_up_exactly_per_backend_and_model(store: Store) -> None
     assert breakdown.total_micro_usd == 2_000_001_508
     assert breakdown.by_backend == {"cloud": 2_000_001_501, "other": 7}
     assert breakdown.by_model == {"gpt-4o": 2_000_001_501, "claude-haiku": 7}
+
+
+async def test_spend_by_day_sums_to_the_month(store: Store) -> None:
+    store.record_spend(spend("d1", 300, day=f"{MONTH}-01"))
+    store.record_spend(spend("d2", 45, day=f"{MONTH}-01"))
+    store.record_spend(spend("d3", 1_000, day=f"{MONTH}-17"))
+    store.record_spend(spend("d3", 1_000, day=f"{MONTH}-17"))  # counted once, by day too
+    await store.sync()
+    breakdown = await store.breakdown(MONTH)
+    assert breakdown.by_day == {f"{MONTH}-01": 345, f"{MONTH}-17": 1_000}
+    assert sum(breakdown.by_day.values()) == breakdown.total_micro_usd
 
 
 async def test_the_view_counts_this_replicas_spend_from_the_moment_it_is_recorded(

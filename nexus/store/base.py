@@ -27,6 +27,7 @@ class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
     reserved: bool = False   # a strict-budget reservation is held under request_id: release it
     key: str = ""            # the tenant key that sent it ("" for none), for attribution
     team: str = ""           # and its team
+    day: str = ""            # "YYYY-MM-DD", UTC, of the same moment as month ("": none)
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +64,7 @@ class SpendBreakdown(msgspec.Struct, kw_only=True):
     by_model: dict[str, int] = msgspec.field(default_factory=dict)
     by_key: dict[str, int] = msgspec.field(default_factory=dict)
     by_team: dict[str, int] = msgspec.field(default_factory=dict)
+    by_day: dict[str, int] = msgspec.field(default_factory=dict)  # "YYYY-MM-DD" -> micro-USD
 
 
 class StoreStatus(msgspec.Struct, kw_only=True):

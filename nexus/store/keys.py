@@ -19,6 +19,9 @@ class Keys:
     def spend_by_model(self, month: str) -> str:
         return f"{self.prefix}:spend:{month}:by_model"
 
+    def spend_by_day(self, month: str) -> str:
+        return f"{self.prefix}:spend:{month}:by_day"
+
     def spend_counted(self, request_id: str) -> str:
         return f"{self.prefix}:spend:counted:{request_id}"
 

@@ -34,7 +34,8 @@ class MemoryStore:
         self._month = month
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()  # (month, request id)
         self._total: Counter[str] = Counter()
-        self._spent: dict[str, Ledger] = {k: {} for k in ("backend", "model", "key", "team")}
+        self._spent: dict[str, Ledger] = {k: {} for k in ("backend", "model", "key", "team",
+                                                          "day")}
         self._held: dict[str, Ledger] = {"key": {}, "team": {}}
         self._reservations: dict[str, Reservation] = {}
         self._reserved: Counter[str] = Counter()          # month -> micro-USD held
@@ -61,7 +62,7 @@ class MemoryStore:
             self._seen.popitem(last=False)
         self._total[record.month] += record.cost_micro_usd
         for kind, name in (("backend", record.backend), ("model", record.model),
-                           ("key", record.key), ("team", record.team)):
+                           ("key", record.key), ("team", record.team), ("day", record.day)):
             if name:
                 self._spent[kind].setdefault(record.month, Counter())[name] += \
                     record.cost_micro_usd
@@ -115,7 +116,8 @@ class MemoryStore:
         return SpendBreakdown(month=month, total_micro_usd=self._total[month],
                               reserved_micro_usd=self._reserved[month],
                               by_backend=spent["backend"], by_model=spent["model"],
-                              by_key=spent["key"], by_team=spent["team"])
+                              by_key=spent["key"], by_team=spent["team"],
+                              by_day=dict(sorted(spent["day"].items())))
 
     # -- tenants -------------------------------------------------------------------------
     def tenant_records(self) -> TenantRecords:

@@ -21,7 +21,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from nexus.aio import stop_if_cancelled
-from nexus.budget import BudgetView, month_of
+from nexus.budget import BudgetView, day_of, month_of
 from nexus.config.schema import RedisConfig
 from nexus.store.base import (
     HELD,
@@ -237,7 +237,7 @@ class RedisStore:
         for record in batch:
             keys += self._spend_keys(record)
             args += [record.request_id, record.cost_micro_usd, record.backend, record.model,
-                     record.key, record.team]
+                     record.key, record.team, record.day]
         results = await self._spend(keys=keys, args=args)
         return list(results)
 
@@ -247,7 +247,8 @@ class RedisStore:
         return [keys.spend_counted(record.request_id), keys.spend_total(month),
                 keys.spend_by_backend(month), keys.spend_by_model(month),
                 keys.reserved_total(month), keys.reservations(month),
-                keys.reservation_expiry(month), *self._tenant_ledger(month)]
+                keys.reservation_expiry(month), *self._tenant_ledger(month),
+                keys.spend_by_day(month)]
 
     def _tenant_ledger(self, month: str) -> list[str]:
         keys = self.keys
@@ -352,8 +353,10 @@ class RedisStore:
             keys=[keys.leader_epoch, keys.reservation_expiry(month), keys.reservations(month),
                   keys.reserved_total(month), keys.spend_total(month),
                   keys.spend_by_backend(month), keys.spend_by_model(month),
-                  *self._tenant_ledger(month), *(keys.spend_counted(i) for i in ids)],
-            args=[leadership.epoch, now_ms, COUNTED_MARKER_SECONDS, *ids]))
+                  *self._tenant_ledger(month), keys.spend_by_day(month),
+                  *(keys.spend_counted(i) for i in ids)],
+            args=[leadership.epoch, now_ms, COUNTED_MARKER_SECONDS, day_of(now_ms / 1000),
+                  *ids]))
         return max(0, counted)
 
     def _confirmed(self, record: SpendRecord) -> None:
@@ -410,13 +413,16 @@ class RedisStore:
             pipe.get(keys.reserved_total(month))
             pipe.hgetall(keys.spend_by(month, "key"))
             pipe.hgetall(keys.spend_by(month, "team"))
-            total, by_backend, by_model, reserved, by_key, by_team = await pipe.execute()
+            pipe.hgetall(keys.spend_by_day(month))
+            total, by_backend, by_model, reserved, by_key, by_team, by_day = \
+                await pipe.execute()
         return SpendBreakdown(month=month, total_micro_usd=int(total or 0),
                               reserved_micro_usd=int(reserved or 0),
                               by_backend={k: int(v) for k, v in by_backend.items()},
                               by_model={k: int(v) for k, v in by_model.items()},
                               by_key={k: int(v) for k, v in by_key.items()},
-                              by_team={k: int(v) for k, v in by_team.items()})
+                              by_team={k: int(v) for k, v in by_team.items()},
+                              by_day={k: int(v) for k, v in sorted(by_day.items())})
 
     # -- connection state ----------------------------------------------------------------
     def _lost(self, exc: RedisError) -> StoreError:
