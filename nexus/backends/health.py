@@ -22,8 +22,8 @@ class HealthTracker:
 
     # `routable` and `down` are plain slots kept in step with `state`: routing reads
     # them for every candidate, and an Enum comparison costs several times more.
-    __slots__ = ("_state", "down", "eta", "failure_threshold", "failures", "reason",
-                 "recovery_threshold", "routable", "successes")
+    __slots__ = ("_state", "changed_at", "down", "eta", "failure_threshold", "failures",
+                 "reason", "recovery_threshold", "routable", "successes")
 
     def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
         self.failure_threshold = failure_threshold
@@ -33,6 +33,7 @@ class HealthTracker:
         self.failures = 0
         self.successes = 0
         self.eta: float | None = None  # unix time the model should be loaded by
+        self.changed_at: float | None = None  # unix time the state last changed
 
     @property
     def state(self) -> Health:
@@ -77,6 +78,8 @@ class HealthTracker:
         self.eta = eta
 
     def _set(self, state: Health, reason: str) -> None:
+        if state is not self._state:
+            self.changed_at = time.time()
         self.state = state
         self.reason = reason
         if state is not Health.LOADING:

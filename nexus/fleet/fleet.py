@@ -103,6 +103,9 @@ class Fleet:
         self.period = config.redis.snapshot_interval_seconds
         self.replica_count = 1  # live replicas, this one included, as last merged
         self._health_seen = 0.0
+        # This replica's card for the dashboards (its feed included), published with
+        # its figures: set by the gateway.
+        self.card: Callable[[], bytes] | None = None
 
     @property
     def runs_health_checks(self) -> bool:
@@ -123,7 +126,8 @@ class Fleet:
             await self.supervisor.stop(*loops)
             with contextlib.suppress(StoreError), store_errors():
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.delete(self.keys.replica_metrics(self.replica_id))
+                    pipe.delete(self.keys.replica_metrics(self.replica_id),
+                                self.keys.replica_card(self.replica_id))
                     pipe.zrem(self.keys.replicas, self.replica_id)
                     await pipe.execute()
 
@@ -139,13 +143,14 @@ class Fleet:
     async def publish_metrics(self) -> None:
         fields: dict[FieldT, EncodableT] = {b.name: _encode(_figures(b))
                                             for b in self.registry}
-        if not fields:
-            return
         key = self.keys.replica_metrics(self.replica_id)
-        now = time.time()
+        now, ttl = time.time(), max(1, round(self.ttl))
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, max(1, round(self.ttl)))
+            if fields:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, ttl)
+            if self.card is not None:
+                pipe.set(self.keys.replica_card(self.replica_id), self.card(), ex=ttl)
             pipe.zadd(self.keys.replicas, {self.replica_id: now})
             pipe.zremrangebyscore(self.keys.replicas, "-inf", now - FORGET_REPLICA_SECONDS)
             await pipe.execute()
@@ -159,6 +164,15 @@ class Fleet:
         since = time.time() - self.ttl
         members = await self.client.zrangebyscore(self.keys.replicas, since, "+inf")
         return [str(m) for m in members if m != self.replica_id]
+
+    async def cards(self) -> list[bytes]:
+        """The other live replicas' cards, as they published them."""
+        with store_errors():
+            others = await self.live_replicas()
+            if not others:
+                return []
+            found = await self.client.mget([self.keys.replica_card(r) for r in others])
+        return [raw.encode() if isinstance(raw, str) else raw for raw in found if raw]
 
     async def merge_metrics(self) -> None:
         """Sum the other replicas' figures into each backend's remote fields. A replica

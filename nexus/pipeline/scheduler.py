@@ -66,7 +66,8 @@ class SchedulerReconciler:
                      requested_model=intent.requested_model, reason=reason,
                      fallback_model=intent.resolved_model if intent.fallback_model else None,
                      cost_estimate=cost, budget_status=intent.budget_status,
-                     warnings=intent.warnings)  # the intent ends here: no copy
+                     warnings=intent.warnings, drops=intent.drops,
+                     standing=intent.candidates)  # the intent ends here: no copy
 
     def _preferred_loading(self, intent: RoutingIntent, ready: list[Backend]) -> Backend | None:
         """A loading backend of higher priority than every ready one, worth waiting for:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -74,6 +74,10 @@ class Route(msgspec.Struct, kw_only=True):
     cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
     budget_status: BudgetStatus = BudgetStatus.NORMAL
     warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
+    # The run that chose it, by reference (no copy): the backends it dropped, as
+    # (backend, stage, why), and those still standing, for the dashboard's feed.
+    drops: list[Any] = msgspec.field(default_factory=list)
+    standing: list[Any] = msgspec.field(default_factory=list)
 
 
 class Queue(msgspec.Struct, kw_only=True):

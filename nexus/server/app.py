@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from nexus.config.schema import Config
+from nexus.dashboard import routes as dashboard
 from nexus.server import handlers, messages
 from nexus.server.admin import ADMIN_ROUTES
 from nexus.server.anthropic_errors import anthropic_error_response
@@ -23,6 +24,7 @@ def create_app(config: Config, environ: dict[str, str] | None = None) -> web.App
                           # nexus.server.body inflates gzip and deflate, bounded
                           handler_args={"max_field_size": 16384, "auto_decompress": False})
     gateway = app[GATEWAY] = Gateway(config, env)
+    dashboard.attach(app)
     app.cleanup_ctx.append(_lifecycle)
     _add_routes(app, gateway.tenancy)
     return app
@@ -44,6 +46,7 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("GET", "/health", handlers.health),
     ("GET", "/metrics", handlers.metrics),
     *ADMIN_ROUTES,
+    *dashboard.ROUTES,
 ]
 # Anthropic's Messages API: its errors in Anthropic's shape.
 MESSAGES_ROUTES: list[tuple[str, str, EndpointHandler]] = [

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
+from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements, Route
 from nexus.server.request_id import fresh_id
 from nexus.server.schemas import decode_object
 from nexus.tenants.model import Tenant
@@ -30,6 +30,8 @@ class Call(msgspec.Struct, kw_only=True):
     rate_check: RateCheck | None = None  # its admission under rate limits, settled after
     rate_headers: dict[str, str] = msgspec.field(default_factory=dict)  # x-ratelimit-*
     dialect: Dialect | None = None  # the client's API when not OpenAI's (Messages)
+    route: Route | None = None      # the last route tried, for the dashboard's feed
+    cost_micro_usd: int = 0         # what it cost, once billed
     _payload: dict[str, Any] | None = None
     _spend_id: str | None = None
 

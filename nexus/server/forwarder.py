@@ -24,6 +24,7 @@ from nexus.routing.router import Router
 from nexus.server.admission import Admission
 from nexus.server.call import Call
 from nexus.server.dialect import OPENAI_STREAM, Dialect
+from nexus.server.feed import Feed, stage_names
 from nexus.server.headers import route_headers
 from nexus.server.holds import Holds
 from nexus.server.spend import spend_record
@@ -41,8 +42,9 @@ class Forwarder:
     def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
                  max_retries: int, recorder: OutcomeRecorder, store: Store, waiting: WaitQueue,
                  budget: BudgetConfig | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, feed: Feed | None = None) -> None:
         self.router = router
+        self.feed = feed or Feed(stage_names(router))
         self.holds = Holds(store, budget, server.request_timeout_seconds)
         self.session = session
         self.max_retries = max_retries
@@ -56,13 +58,19 @@ class Forwarder:
 
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
         answers: list[Answer] = []  # HTTP errors met on the way: settled when it ends
-        served = False
+        started = time.monotonic()
+        status, error = 500, None
         try:
             response = await self._try_candidates(call, request, answers)
-            served = response.status < 400
+            status = response.status
             return response
+        except NexusError as exc:
+            status, error = exc.status, exc
+            raise
         finally:
-            self.recorder.settle(answers, served)
+            self.recorder.settle(answers, status < 400)
+            self.feed.record(call, call.route, status, error,
+                             (time.monotonic() - started) * 1000, call.cost_micro_usd)
 
     async def _try_candidates(self, call: Call, request: web.Request,
                               answers: list[Answer]) -> web.StreamResponse:
@@ -72,6 +80,7 @@ class Forwarder:
             try:
                 routed = self._route(call, frozenset(excluded), attempt)
                 route = routed if isinstance(routed, Route) else await routed
+                call.route = route
             except NoViableBackend as error:
                 if failure is None:
                     raise self.router.with_retry_hint(error) from None
@@ -237,6 +246,7 @@ class Forwarder:
         record = spend_record(call.spend_id, route, usage, estimated,
                               self.holds.applies(route, call.tenant), call.tenant)
         self.recorder.stats.tenant_spend(record)
+        call.cost_micro_usd = record.cost_micro_usd
         await self.store.commit_spend(record)
 
     async def _error(self, backend: Backend, response: aiohttp.ClientResponse,

@@ -19,6 +19,7 @@ from nexus.config.schema import Config
 from nexus.fleet.fleet import Fleet
 from nexus.routing.router import Router
 from nexus.server.admission import Admission
+from nexus.server.feed import Feed, stage_names
 from nexus.server.forwarder import Forwarder
 from nexus.server.tenancy import Tenancy
 from nexus.server.waiting import WaitQueue
@@ -54,6 +55,7 @@ class Gateway:
         self.waiting = WaitQueue(config.queue)
         self.stats = Stats()
         self.recorder = OutcomeRecorder(self.stats)  # the one writer of backend state
+        self.feed = Feed(stage_names(self.router))  # recent decisions, for the dashboard
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self.checker: HealthChecker | None = None
@@ -71,7 +73,7 @@ class Gateway:
             self._forwarder = Forwarder(self.router, session, self.config.server,
                                         self.config.routing.max_retries, self.recorder,
                                         self.store, self.waiting, self.config.routing.budget,
-                                        self.admission)
+                                        self.admission, self.feed)
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker

@@ -45,6 +45,8 @@ def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
                 request[TENANT] = tenancy.authenticate(request.headers)
             elif path.startswith("/admin/") or path == "/admin":
                 _admit_admin(tenancy, request)
+            elif path.startswith("/dashboard/api/"):
+                _admit_dashboard(tenancy, request)
             return await endpoint(request, rid)
         except NexusError as error:
             return error_response(error, rid)
@@ -69,6 +71,19 @@ def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
                         "variable holding the admin key")
     if not tenancy.is_admin(request.headers):
         raise Unauthorized("The admin API needs the admin key (server.admin_key_env); a "
+                           "client key is not one")
+
+
+def _admit_dashboard(tenancy: Tenancy, request: web.Request) -> None:
+    """Open while no key exists, like the rest of the gateway; then the admin key only."""
+    tenancy.refresh()
+    if tenancy.admin_key is None and not tenancy.required:
+        return
+    if tenancy.admin_key is None:
+        raise Forbidden("The dashboard needs the admin key once client keys exist: set "
+                        "server.admin_key_env to the name of the variable holding it")
+    if not tenancy.is_admin(request.headers):
+        raise Unauthorized("The dashboard needs the admin key (server.admin_key_env); a "
                            "client key is not one")
 
 

@@ -13,7 +13,7 @@ from nexus import __version__
 from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.budget_report import budget_report
-from nexus.errors import BadRequest
+from nexus.errors import BadRequest, NexusError
 from nexus.pipeline.aliases import resolve
 from nexus.pipeline.types import Endpoint, RequestFlags
 from nexus.routing.explain import explain
@@ -60,9 +60,13 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
 
 async def admit(gateway: Gateway, call: Call, tenant: Tenant) -> None:
     """The key's models and rate limits, before routing (403 or 429 when refused)."""
-    gateway.admission.check_model(tenant, call.model)
-    call.rate_check, call.rate_headers = await gateway.admission.admit(
-        tenant, call.request_id, call.requirements)
+    try:
+        gateway.admission.check_model(tenant, call.model)
+        call.rate_check, call.rate_headers = await gateway.admission.admit(
+            tenant, call.request_id, call.requirements)
+    except NexusError as refused:
+        gateway.feed.record(call, None, refused.status, refused, 0.0, 0)
+        raise
     gateway.stats.tenant_request(tenant)
 
 

@@ -43,6 +43,10 @@ class Keys:
     def replica_metrics(self, replica_id: str) -> str:
         return f"{self.prefix}:metrics:{replica_id}"
 
+    def replica_card(self, replica_id: str) -> str:
+        """What the dashboard shows of a replica: its state and recent decisions."""
+        return f"{self.prefix}:dashboard:{replica_id}"
+
     @property
     def replicas(self) -> str:
         return f"{self.prefix}:replicas"

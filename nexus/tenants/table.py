@@ -35,6 +35,10 @@ class TenantTable:
             return None
         return self.tenant(key)
 
+    def by_name(self, name: str) -> Tenant | None:
+        key = self.keys.get(name)
+        return None if key is None else self.tenant(key)
+
     def tenant(self, key: KeyRecord) -> Tenant:
         found = self._tenants.get(key.name)
         if found is None:

@@ -1,0 +1,1 @@
+"""The dashboard: one page, served by every replica, showing the fleet live."""
