@@ -16,7 +16,14 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from nexus.config.schema import KeyConfig
 from nexus.dashboard.routes import ASSETS
-from tests.conftest import GatewayFactory, MockFactory, RunningGateway, backend, make_config
+from tests.conftest import (
+    GatewayFactory,
+    MockFactory,
+    RunningGateway,
+    backend,
+    make_config,
+    until,
+)
 from tests.mock_backend import MockBackend
 from tests.redis_server import RedisServer
 
@@ -43,7 +50,7 @@ def fleet_config(server: RedisServer, prefix: str, replica: str, local: MockBack
          backend(paid, models=["gpt-x"], type="openai", api_key_env="OAI",
                  pricing={"gpt-x": dict(PRICE)})],
         redis={"url": server.url, "prefix": prefix, "snapshot_interval_seconds": 0.2},
-        fleet={"replica_id": replica},
+        fleet={"replica_id": replica, "lease_ttl_ms": 1000},
         health_check={"interval_seconds": 0.3, "failure_threshold": 1, "timeout_seconds": 1},
         routing={"budget": {"monthly_limit_usd": 1.0}}, **sections)
 
@@ -131,6 +138,27 @@ async def test_a_routed_request_appears_on_the_other_replicas_dashboard(
     await expect(page.locator('#decision tr[data-stage="PrivacyReconciler"]')).to_be_visible()
     await expect(page.locator('#decision tr[data-stage="SchedulerReconciler"]')).to_contain_text(
         "→ paid")  # the one it chose
+
+
+async def test_a_replica_that_stops_disappears_and_the_leader_change_shows(
+        fleet: Fleet, browser: Browser) -> None:
+    await until(lambda: fleet.a.gateway.fleet is not None and fleet.b.gateway.fleet is not None
+                and (fleet.a.gateway.fleet.leadership.leading
+                     or fleet.b.gateway.fleet.leadership.leading), within=WAIT_MS / 1000)
+    assert fleet.a.gateway.fleet is not None
+    leader, follower = ("replica-a", fleet.a), ("replica-b", fleet.b)
+    if not fleet.a.gateway.fleet.leadership.leading:
+        leader, follower = follower, leader
+    page = await open_page(browser, follower[1])
+    await expect(page.locator("#fleet tbody tr")).to_have_count(2, timeout=WAIT_MS)
+    await expect(page.locator(f'#fleet tr[data-replica="{leader[0]}"]')).to_contain_text(
+        "★ leader", timeout=WAIT_MS)
+    await leader[1].stop()
+    await expect(page.locator("#fleet tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator(f'#fleet tr[data-replica="{follower[0]}"]')).to_contain_text(
+        "★ leader", timeout=WAIT_MS)  # within a lease TTL, with a higher epoch
+    await expect(page.locator("#leader-change")).to_contain_text(
+        f"{leader[0]} → {follower[0]}")
 
 
 async def test_the_explain_form_shows_the_six_stages(fleet: Fleet, browser: Browser) -> None:
