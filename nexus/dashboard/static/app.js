@@ -190,7 +190,9 @@ function showDecision(d) {
   const box = $("#decision");
   box.hidden = false;
   $("#decision-id").textContent = `${d.request_id} (${d.status})`;
-  stageRows(box.querySelector("tbody"), d.stages ?? []);
+  const stages = d.stages ?? [{ stage: "—", before: [], after: [], rejected: [
+    { backend: "not routed", reason: d.error ?? "refused before routing" }] }];
+  stageRows(box.querySelector("tbody"), stages);
 }
 
 function renderRefusals(state) {
