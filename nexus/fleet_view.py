@@ -23,6 +23,7 @@ from nexus.config.schema import Config
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
 from nexus.masking import mask_url, mask_urls_in
 from nexus.store.base import SpendBreakdown
+from nexus.store.connect import redis_client
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 
@@ -54,8 +55,7 @@ def fleet_command(what: str, config: Config, month: str | None, *, as_json: bool
 
 async def _read(what: str, config: Config, month: str) -> dict[str, Any]:
     assert config.redis is not None
-    client = redis.Redis.from_url(config.redis.url, decode_responses=True,
-                                  socket_timeout=5, socket_connect_timeout=5)
+    client = redis_client(msgspec.structs.replace(config.redis, timeout_seconds=5))
     try:
         keys = Keys(config.redis.prefix)
         with store_errors():

@@ -27,6 +27,7 @@ from nexus.tenants.ops import (
     new_team,
     team_view,
 )
+from nexus.tenants.table import counted_as
 
 ADMIN_KEY_ENV = "NEXUS_ADMIN_KEY"
 
@@ -117,7 +118,8 @@ class RedisAccess:
                 raise GatewayError(f"no {kind} named {name!r} in Redis")
             view = key_view(found) if kind == "key" else team_view(found)  # type: ignore[arg-type]
             spend = await self.store.breakdown(self.store.budget_view().month)
-            requests, tokens = await self.store.rate_usage(f"{kind}:{name}")
+            requests, tokens = await self.store.rate_usage(
+                counted_as(kind, name, getattr(found, "team", None)))
             spent = (spend.by_key if kind == "key" else spend.by_team).get(name, 0)
             return {**view, "month": spend.month, "spent_micro_usd": spent,
                     "this_minute": {"requests": requests, "tokens": tokens}}

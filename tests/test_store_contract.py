@@ -179,7 +179,7 @@ async def test_rate_checks_admit_exactly_the_limit_and_settle_tokens(store: Stor
     store.settle_rate(checks[0], 40)
     if isinstance(store, RedisStore):  # what its settle loop sends, sent now (idempotent)
         await store.tenants._settle_batch([(checks[0], 40)])
-    assert await store.rate_usage(subject.name) == (3, 240)
+    assert await store.rate_usage(subject) == (3, 240)
 
 
 async def test_a_hold_checks_the_key_and_team_budgets_all_or_none(store: Store) -> None:

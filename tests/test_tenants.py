@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from nexus.tenants.model import sha256_of
+from nexus.tenants.table import counted_as
 from tests.conftest import (
     GatewayFactory,
     MockFactory,
@@ -208,7 +209,7 @@ async def test_tpm_counts_the_estimate_then_the_usage(
     # Settled at their usage (a few tokens each), the first requests leave room for more
     # than 250 // 104 = 2 requests' estimates.
     assert statuses[:3] == [200, 200, 200]
-    used = await gw.gateway.store.rate_usage("key:alice")
+    used = await gw.gateway.store.rate_usage(counted_as("key", "alice"))
     assert used[0] == statuses.count(200)
     assert used[1] < statuses.count(200) * 104
 

@@ -18,6 +18,7 @@ Privacy = Literal["unrestricted", "restricted"]
 HardLimitAction = Literal["warn", "block_cloud", "block_all"]
 Enforcement = Literal["snapshot", "strict"]
 WhenStale = Literal["fail_open", "fail_closed"]
+RedisMode = Literal["standalone", "sentinel", "cluster"]
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
@@ -45,7 +46,20 @@ class ServerConfig(Section):
 
 
 class RedisConfig(Section):
+    # standalone: `url`; sentinel: `sentinels` and `master_name`; cluster: `url` of one
+    # seed node, or `nodes`. rediss:// URLs or `tls` for TLS in every mode.
+    mode: RedisMode = "standalone"
     url: str = "redis://127.0.0.1:6379/0"
+    sentinels: list[str] = msgspec.field(default_factory=list)  # "host:port"
+    master_name: str = ""
+    nodes: list[str] = msgspec.field(default_factory=list)      # "host:port"
+    username: str | None = None
+    password_env: str | None = None  # the variable holding the password (never the file)
+    tls: bool = False
+    # Spend and leases count as written once this many replicas have them (WAIT):
+    # asynchronous replication can lose what a failed master acknowledged.
+    wait_replicas: NonNegativeInt = 0
+    wait_timeout_ms: Annotated[int, Meta(ge=1)] = 1000
     prefix: Name = "nexus"
     snapshot_interval_seconds: PositiveFloat = 1.0  # how often the budget view is re-read
     stale_after_seconds: PositiveFloat = 10.0       # a view older than this is stale

@@ -7,7 +7,7 @@ import re
 from yarl import URL
 
 from nexus.config.errors import ConfigError
-from nexus.config.schema import BackendConfig, Config
+from nexus.config.schema import BackendConfig, Config, RedisConfig
 from nexus.masking import mask_url
 
 MAX_ALIAS_CHAIN = 3  # names in a chain: A→B→C is fine, A→B→C→D is rejected
@@ -52,6 +52,10 @@ def _check_http_url(value: str, source: str, key: str) -> None:
 def _check_redis_url(config: Config, source: str) -> None:
     if config.redis is None:
         return
+    _check_redis_mode(config.redis, source)
+    if config.redis.mode == "sentinel" or (config.redis.mode == "cluster"
+                                           and config.redis.nodes):
+        return  # no url to read
     try:
         url = URL(config.redis.url)
     except (ValueError, TypeError):
@@ -60,6 +64,25 @@ def _check_redis_url(config: Config, source: str) -> None:
         raise ConfigError(source, "redis.url",
                           "expected a redis://, rediss:// or unix:// URL, "
                           f"got {mask_url(config.redis.url)!r}")
+
+
+def _check_redis_mode(redis: RedisConfig, source: str) -> None:
+    if redis.mode == "sentinel":
+        if not redis.sentinels:
+            raise ConfigError(source, "redis.sentinels", 'mode "sentinel" needs the '
+                              'sentinels, as ["host:port", ...]')
+        if not redis.master_name:
+            raise ConfigError(source, "redis.master_name", 'mode "sentinel" needs the name '
+                              "the sentinels monitor the master under")
+    if redis.mode == "cluster" and redis.wait_replicas:
+        raise ConfigError(source, "redis.wait_replicas", "WAIT is not supported in cluster "
+                          "mode (redis-py's cluster client cannot send it on the connection "
+                          "that wrote); use sentinel for replicated, failover-safe spend")
+    for key, addresses in (("redis.sentinels", redis.sentinels), ("redis.nodes", redis.nodes)):
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(source, key, f"expected host:port, got {address!r}")
 
 
 def _check_aliases(aliases: dict[str, str], source: str) -> None:

@@ -125,7 +125,8 @@ class Fleet:
         finally:
             await self.supervisor.stop(*loops)
             with contextlib.suppress(StoreError), store_errors():
-                async with self.client.pipeline(transaction=True) as pipe:
+                # Three slots on a cluster: no transaction (none is needed to leave).
+                async with self.client.pipeline(transaction=False) as pipe:
                     pipe.delete(self.keys.replica_metrics(self.replica_id),
                                 self.keys.replica_card(self.replica_id))
                     pipe.zrem(self.keys.replicas, self.replica_id)
@@ -145,7 +146,9 @@ class Fleet:
                                             for b in self.registry}
         key = self.keys.replica_metrics(self.replica_id)
         now, ttl = time.time(), max(1, round(self.ttl))
-        async with self.client.pipeline(transaction=True) as pipe:
+        # The figures live in this replica's slot and the registry in the control slot:
+        # one round trip, no transaction (a half-done publish is redone next period).
+        async with self.client.pipeline(transaction=False) as pipe:
             if fields:
                 pipe.hset(key, mapping=fields)
                 pipe.expire(key, ttl)
@@ -171,7 +174,10 @@ class Fleet:
             others = await self.live_replicas()
             if not others:
                 return []
-            found = await self.client.mget([self.keys.replica_card(r) for r in others])
+            async with self.client.pipeline(transaction=False) as pipe:  # a slot each
+                for replica in others:
+                    pipe.get(self.keys.replica_card(replica))
+                found = await pipe.execute()
         return [raw.encode() if isinstance(raw, str) else raw for raw in found if raw]
 
     async def merge_metrics(self) -> None:

@@ -26,6 +26,7 @@ from nexus.tenants.ops import (
     new_team,
     team_view,
 )
+from nexus.tenants.table import counted_as
 
 
 class Conflict(NexusError):
@@ -129,7 +130,9 @@ async def _delete(request: web.Request, kind: str) -> web.Response:
 
 async def _usage(gateway: Gateway, kind: str, name: str) -> dict[str, Any]:
     spend = gateway.store.tenant_spend()
-    requests, tokens = await gateway.store.rate_usage(f"{kind}:{name}")
+    key = gateway.tenancy.refresh().keys.get(name) if kind == "key" else None
+    requests, tokens = await gateway.store.rate_usage(
+        counted_as(kind, name, key.team if key is not None else None))
     spent = (spend.spent_by_key if kind == "key" else spend.spent_by_team).get(name, 0)
     return {"month": spend.month or gateway.store.budget_view().month,
             "spent_micro_usd": spent, "used_micro_usd": spend.used(kind, name),

@@ -14,7 +14,7 @@ import msgspec
 from nexus.budget import BudgetView
 from nexus.supervise import Supervisor
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
-from nexus.tenants.rates import RateCheck, RateVerdict
+from nexus.tenants.rates import RateCheck, RateSubject, RateVerdict
 
 
 class SpendRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,7 +119,7 @@ class Store(Protocol):
     def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
         """Replace an admitted request's token estimate with its usage (queued)."""
 
-    async def rate_usage(self, name: str) -> tuple[int, int]:
+    async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:
         """(requests, tokens) of a rate subject ("key:NAME") in the last minute."""
 
     async def release(self, request_id: str, month: str) -> None:

@@ -1,5 +1,16 @@
 """Every Redis key Nexus uses, built in one place, all under the configured prefix.
 
+Keys are Redis Cluster-safe: each Lua script's keys share one hash slot, through the
+part of the name in braces (the hash tag).
+
+- `{nexus}:...`: the money and the fleet's control, in one slot. A leader's fenced
+  writes check the epoch in the same script as they write the month's ledger, and
+  that check is only atomic within one slot (the fencing argument needs it atomic).
+- `{nexus:tenant:<team or key>}:rate:...`: a tenant's rate-limit counters, in its own
+  slot: the load of many tenants spreads over the shards. A key in a team is counted
+  in its team's slot, since one check covers both.
+- `{nexus:replica:<id>}:...`: each replica's published figures, in its own slot.
+
 The layout, with redis-cli examples, is documented in docs/redis-keys.md.
 """
 
@@ -9,74 +20,79 @@ from __future__ import annotations
 class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self.tag = "{" + prefix + "}"  # the control slot's hash tag
 
     def spend_total(self, month: str) -> str:
-        return f"{self.prefix}:spend:{month}:total"
+        return f"{self.tag}:spend:{month}:total"
 
     def spend_by_backend(self, month: str) -> str:
-        return f"{self.prefix}:spend:{month}:by_backend"
+        return f"{self.tag}:spend:{month}:by_backend"
 
     def spend_by_model(self, month: str) -> str:
-        return f"{self.prefix}:spend:{month}:by_model"
+        return f"{self.tag}:spend:{month}:by_model"
 
     def spend_by_day(self, month: str) -> str:
-        return f"{self.prefix}:spend:{month}:by_day"
+        return f"{self.tag}:spend:{month}:by_day"
 
     def spend_counted(self, request_id: str) -> str:
-        return f"{self.prefix}:spend:counted:{request_id}"
+        return f"{self.tag}:spend:counted:{request_id}"
 
     @property
     def leader(self) -> str:
-        return f"{self.prefix}:leader"
+        return f"{self.tag}:leader"
 
     @property
     def leader_epoch(self) -> str:
-        return f"{self.prefix}:leader:epoch"
+        return f"{self.tag}:leader:epoch"
 
     def budget_status(self, month: str) -> str:
-        return f"{self.prefix}:budget:{month}"
+        return f"{self.tag}:budget:{month}"
 
     @property
     def health(self) -> str:
-        return f"{self.prefix}:health"
+        return f"{self.tag}:health"
 
     def replica_metrics(self, replica_id: str) -> str:
-        return f"{self.prefix}:metrics:{replica_id}"
+        return f"{{{self.prefix}:replica:{replica_id}}}:metrics"
 
     def replica_card(self, replica_id: str) -> str:
         """What the dashboard shows of a replica: its state and recent decisions."""
-        return f"{self.prefix}:dashboard:{replica_id}"
+        return f"{{{self.prefix}:replica:{replica_id}}}:dashboard"
 
     @property
     def replicas(self) -> str:
-        return f"{self.prefix}:replicas"
+        return f"{self.tag}:replicas"
 
     def reserved_total(self, month: str) -> str:
-        return f"{self.prefix}:spend:{month}:reserved"
+        return f"{self.tag}:spend:{month}:reserved"
 
     def reservations(self, month: str) -> str:
-        return f"{self.prefix}:reservations:{month}"
+        return f"{self.tag}:reservations:{month}"
 
     def reservation_expiry(self, month: str) -> str:
-        return f"{self.prefix}:reservations:{month}:expiry"
+        return f"{self.tag}:reservations:{month}:expiry"
 
     def spend_by(self, month: str, kind: str) -> str:
         """by_key / by_team: a tenant key's or team's spend this month."""
-        return f"{self.prefix}:spend:{month}:by_{kind}"
+        return f"{self.tag}:spend:{month}:by_{kind}"
 
     def reserved_by(self, month: str, kind: str) -> str:
-        return f"{self.prefix}:spend:{month}:reserved_by_{kind}"
+        return f"{self.tag}:spend:{month}:reserved_by_{kind}"
 
     def tenant_records(self, kind: str) -> str:
         """keys / teams made through the admin API: name -> JSON record (hashed secret)."""
-        return f"{self.prefix}:tenants:{kind}"
+        return f"{self.tag}:tenants:{kind}"
 
     @property
     def tenants_version(self) -> str:
-        return f"{self.prefix}:tenants:version"
+        return f"{self.tag}:tenants:version"
 
-    def rate_requests(self, subject: str) -> str:
-        return f"{self.prefix}:rate:{subject}:requests"
+    def tenant_tag(self, slot_owner: str) -> str:
+        """The hash tag of a tenant's rate counters: its team's subject, or its key's."""
+        return f"{{{self.prefix}:tenant:{slot_owner}}}"
 
-    def rate_tokens(self, subject: str) -> str:
-        return f"{self.prefix}:rate:{subject}:tokens"
+    def rate_requests(self, subject: str, slot_owner: str) -> str:
+        return f"{self.tenant_tag(slot_owner)}:rate:{subject}:requests"
+
+    def rate_tokens(self, subject: str, slot_owner: str) -> str:
+        return f"{self.tenant_tag(slot_owner)}:rate:{subject}:tokens"

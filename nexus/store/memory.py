@@ -21,7 +21,7 @@ from nexus.store.base import (
 )
 from nexus.supervise import Supervisor
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
-from nexus.tenants.rates import LocalLimiter, RateCheck, RateVerdict
+from nexus.tenants.rates import LocalLimiter, RateCheck, RateSubject, RateVerdict
 
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 Ledger = dict[str, Counter[str]]  # month -> name -> micro-USD
@@ -157,8 +157,8 @@ class MemoryStore:
     def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
         self.limiter.settle(check, actual_tokens)
 
-    async def rate_usage(self, name: str) -> tuple[int, int]:
-        return self.limiter.usage(name)
+    async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:
+        return self.limiter.usage(subject.name)
 
     def status(self) -> StoreStatus:
         return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)

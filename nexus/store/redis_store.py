@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from nexus.aio import stop_if_cancelled
@@ -35,13 +34,14 @@ from nexus.store.base import (
     TenantRecords,
 )
 from nexus.store.circuit import Circuit
+from nexus.store.connect import redis_client
 from nexus.store.errors import StoreError, store_error, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.store.redis_tenants import RedisTenants
 from nexus.supervise import Supervisor, ticks
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
-from nexus.tenants.rates import RateCheck, RateVerdict
+from nexus.tenants.rates import RateCheck, RateSubject, RateVerdict
 
 if TYPE_CHECKING:
     from nexus.fleet.leader import Leadership
@@ -68,9 +68,7 @@ class RedisStore:
         self.replica_id = replica_id
         self.config = config
         self.keys = Keys(config.prefix)
-        self.client = redis.Redis.from_url(
-            config.url, socket_timeout=config.timeout_seconds,
-            socket_connect_timeout=config.timeout_seconds, decode_responses=True)
+        self.client = redis_client(config)
         self._spend = self.client.register_script(lua_script("spend"))
         self._reserve = self.client.register_script(lua_script("reserve"))
         self._expire = self.client.register_script(lua_script("expire_reservations"))
@@ -322,9 +320,9 @@ class RedisStore:
     def settle_rate(self, check: RateCheck, actual_tokens: int) -> None:
         self.tenants.settle(check, actual_tokens)
 
-    async def rate_usage(self, name: str) -> tuple[int, int]:
+    async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:
         with store_errors():
-            return await self.tenants.rate_usage(name)
+            return await self.tenants.rate_usage(subject)
 
     async def release(self, request_id: str, month: str) -> None:
         record = SpendRecord(request_id=request_id, month=month, backend="", model="",

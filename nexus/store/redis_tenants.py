@@ -20,7 +20,7 @@ from nexus.store.base import Reservation, TenantRecords
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
-from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateVerdict
+from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateSubject, RateVerdict
 
 SETTLE_BATCH = 512
 # Settlements wait this long for company (a token estimate counts meanwhile: over,
@@ -45,7 +45,7 @@ class RedisTenants:
         self._settles: list[tuple[RateCheck, int]] = []
         self._checks: list[tuple[RateCheck, asyncio.Future[RateVerdict]]] = []
         self._sender: asyncio.Task[None] | None = None
-        self._key_names: dict[str, tuple[str, str]] = {}  # subject -> its two key names
+        self._key_names: dict[tuple[str, str], tuple[str, str]] = {}  # subject's two keys
         self.wake = asyncio.Event()
 
     # -- the snapshot --------------------------------------------------------------------
@@ -128,6 +128,16 @@ class RedisTenants:
                     waiter.set_result(verdict)
 
     async def _check_batch(self, checks: list[RateCheck]) -> list[RateVerdict]:
+        """One call per hash slot among the batch's tenants (each call's keys must share
+        one on a cluster), sent together; the verdicts come back in the batch's order."""
+        groups = by_slot(checks)
+        answered = await asyncio.gather(*(self._check_group(group) for group in groups))
+        verdicts: dict[str, RateVerdict] = {}
+        for group, answers in zip(groups, answered, strict=True):
+            verdicts.update((c.request_id, v) for c, v in zip(group, answers, strict=True))
+        return [verdicts[check.request_id] for check in checks]
+
+    async def _check_group(self, checks: list[RateCheck]) -> list[RateVerdict]:
         keys, at = self._batch_keys(checks)
         sent = _encode([[c.request_id, c.tokens, [[at[s.name], s.rpm, s.tpm]
                                                   for s in c.subjects]] for c in checks])
@@ -143,16 +153,17 @@ class RedisTenants:
             for subject in check.subjects:
                 if subject.name not in at:
                     at[subject.name] = len(keys) + 1
-                    keys += self._rate_keys(subject.name)
+                    keys += self._rate_keys(subject)
         return keys, at
 
-    def _rate_keys(self, subject: str) -> tuple[str, str]:
-        found = self._key_names.get(subject)
+    def _rate_keys(self, subject: RateSubject) -> tuple[str, str]:
+        found = self._key_names.get((subject.name, subject.slot))
         if found is None:
             if len(self._key_names) > KEY_NAME_CACHE:
                 self._key_names.clear()
-            found = self._key_names[subject] = (self.keys.rate_requests(subject),
-                                                self.keys.rate_tokens(subject))
+            found = self._key_names[(subject.name, subject.slot)] = (
+                self.keys.rate_requests(subject.name, subject.owner),
+                self.keys.rate_tokens(subject.name, subject.owner))
         return found
 
     def settle(self, check: RateCheck, actual_tokens: int) -> None:
@@ -173,6 +184,11 @@ class RedisTenants:
                 await self._settle_batch(batch)
 
     async def _settle_batch(self, batch: list[tuple[RateCheck, int]]) -> None:
+        actual = {check.request_id: tokens for check, tokens in batch}
+        await asyncio.gather(*(self._settle_group([(c, actual[c.request_id]) for c in group])
+                               for group in by_slot([check for check, _ in batch])))
+
+    async def _settle_group(self, batch: list[tuple[RateCheck, int]]) -> None:
         keys, at = self._batch_keys([check for check, _ in batch])
         entries = [[check.request_id, check.tokens, actual, [at[s.name] for s in check.subjects]]
                    for check, actual in batch]
@@ -181,12 +197,21 @@ class RedisTenants:
         except RedisError:
             return
 
-    async def rate_usage(self, name: str) -> tuple[int, int]:
+    async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:
         seconds, micros = await self.client.time()
         now = seconds * 1000 + micros // 1000
-        members = await self.client.zrangebyscore(self.keys.rate_requests(name),
-                                                  now - WINDOW_MS, "+inf")
+        members = await self.client.zrangebyscore(
+            self.keys.rate_requests(subject.name, subject.owner), now - WINDOW_MS, "+inf")
         return len(members), sum(int(str(m).rsplit(":", 1)[1]) for m in members)
+
+
+def by_slot(checks: list[RateCheck]) -> list[list[RateCheck]]:
+    """The checks grouped by the hash slot their counters live in (a check's subjects
+    all share one: its key's team, or its key)."""
+    groups: dict[str, list[RateCheck]] = {}
+    for check in checks:
+        groups.setdefault(check.subjects[0].owner, []).append(check)
+    return list(groups.values())
 
 
 def _verdict(check: RateCheck, answer: list[Any]) -> RateVerdict:

@@ -19,9 +19,15 @@ WINDOW_MS = 60_000
 
 
 class RateSubject(msgspec.Struct, frozen=True):
-    name: str          # "key:alice", "team:research": also the Redis key's tag
+    name: str          # "key:alice", "team:research": also part of its Redis keys' names
     rpm: int = 0       # 0: no request limit
     tpm: int = 0       # 0: no token limit
+    slot: str = ""     # whose hash slot its counters live in ("": its own); a key in a
+                       # team is counted in its team's, as one check covers both
+
+    @property
+    def owner(self) -> str:
+        return self.slot or self.name
 
 
 class RateCheck(msgspec.Struct, frozen=True):

@@ -59,11 +59,18 @@ def expires_at(day: str | None) -> float | None:
     return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
 
 
+def counted_as(kind: str, name: str, team: str | None = None) -> RateSubject:
+    """The subject whose counters hold a key's (with its team) or a team's usage."""
+    slot = f"team:{team}" if kind == "key" and team else ""
+    return RateSubject(f"{kind}:{name}", slot=slot)
+
+
 def rate_subjects(key: KeyRecord, team: TeamRecord | None) -> tuple[RateSubject, ...]:
     """What a tenant's requests count against: made once per key, not per request."""
     subjects = []
     if key.rate_limited:
-        subjects.append(RateSubject(f"key:{key.name}", key.rpm or 0, key.tpm or 0))
+        subjects.append(RateSubject(f"key:{key.name}", key.rpm or 0, key.tpm or 0,
+                                    slot=f"team:{key.team}" if key.team else ""))
     if team is not None and team.rate_limited:
         subjects.append(RateSubject(f"team:{team.name}", team.rpm or 0, team.tpm or 0))
     return tuple(subjects)
