@@ -53,6 +53,9 @@ for i = 1, n do
     if ARGV[a + 7] ~= '' then redis.call('HINCRBY', KEYS[k + 12], ARGV[a + 7], cost) end
     results[i] = 1
   else
+    -- Counted before: refresh the marker. A write, so that a WAIT after this call
+    -- also covers the first, unconfirmed one (replication keeps their order).
+    redis.call('EXPIRE', KEYS[k + 1], ARGV[1])
     results[i] = 0
   end
 end

@@ -23,7 +23,7 @@ from nexus.config.schema import Config
 from nexus.fleet.fleet import BackendFigures, PublishedHealth
 from nexus.masking import mask_url, mask_urls_in
 from nexus.store.base import SpendBreakdown
-from nexus.store.connect import redis_client
+from nexus.store.connect import close_client, redis_client
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 
@@ -63,7 +63,7 @@ async def _read(what: str, config: Config, month: str) -> dict[str, Any]:
                 return await _budget(client, keys, config, month)
             return await _backends(client, keys)
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 async def _budget(client: redis.Redis, keys: Keys, config: Config,

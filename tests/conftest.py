@@ -21,6 +21,7 @@ from nexus.server.gateway import Gateway
 from nexus.server.handlers import GATEWAY
 from tests.mock_backend import MockBackend
 from tests.redis_server import RedisServer
+from tests.redis_topologies import RedisClusterServers, Sentinels
 
 T = TypeVar("T")
 QUIET_HEALTH = {"interval_seconds": 3600, "timeout_seconds": 2}
@@ -151,3 +152,19 @@ async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool
         assert loop.time() < deadline, f"not reached in {within}s; last value: {value!r}"
         await asyncio.sleep(0.02)
     return value
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """Three masters in a Redis Cluster, for the session; tests keep apart by prefix."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.kill()
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
+    """A master, a replica and three sentinels of this test's own (it kills the master)."""
+    made = Sentinels(tmp_path).start()
+    yield made
+    made.kill()

@@ -13,6 +13,7 @@ from nexus.store.base import Reservation, SpendRecord, Store
 from nexus.store.memory import MemoryStore
 from nexus.store.redis_store import RedisStore
 from tests.redis_server import RedisServer
+from tests.redis_topologies import RedisClusterServers
 
 MONTH = "2026-11"
 
@@ -23,12 +24,16 @@ def spend(request_id: str, cost: int, backend: str = "cloud", model: str = "gpt-
                        cost_micro_usd=cost, day=day)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Store]:
     month = [MONTH]
     made: Store
     if request.param == "memory":
         made = MemoryStore(month=lambda: month[0])
+    elif request.param == "cluster":  # three masters: the scripts' keys must share slots
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        made = RedisStore(RedisConfig(mode="cluster", url=cluster.url, prefix=redis_prefix),
+                          month=lambda: month[0])
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         made = RedisStore(RedisConfig(url=server.url, prefix=redis_prefix),

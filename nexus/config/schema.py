@@ -59,7 +59,7 @@ class RedisConfig(Section):
     # Spend and leases count as written once this many replicas have them (WAIT):
     # asynchronous replication can lose what a failed master acknowledged.
     wait_replicas: NonNegativeInt = 0
-    wait_timeout_ms: Annotated[int, Meta(ge=1)] = 1000
+    wait_timeout_ms: Annotated[int, Meta(ge=1)] = 500  # under timeout_seconds
     prefix: Name = "nexus"
     snapshot_interval_seconds: PositiveFloat = 1.0  # how often the budget view is re-read
     stale_after_seconds: PositiveFloat = 10.0       # a view older than this is stale

@@ -78,6 +78,10 @@ def _check_redis_mode(redis: RedisConfig, source: str) -> None:
         raise ConfigError(source, "redis.wait_replicas", "WAIT is not supported in cluster "
                           "mode (redis-py's cluster client cannot send it on the connection "
                           "that wrote); use sentinel for replicated, failover-safe spend")
+    if redis.wait_replicas and redis.wait_timeout_ms >= redis.timeout_seconds * 1000:
+        raise ConfigError(source, "redis.wait_timeout_ms", "must be under "
+                          "redis.timeout_seconds, or every WAIT that times out is read as a "
+                          "lost connection")
     for key, addresses in (("redis.sentinels", redis.sentinels), ("redis.nodes", redis.nodes)):
         for address in addresses:
             host, _, port = address.rpartition(":")

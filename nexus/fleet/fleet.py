@@ -98,7 +98,7 @@ class Fleet:
         self.replica_id = replica_id
         self.supervisor = supervisor or Supervisor()
         self.leadership = Leadership(self.client, self.keys, replica_id,
-                                     config.fleet.lease_ttl_ms)
+                                     config.fleet.lease_ttl_ms, replicated=store.replicated)
         self.budget = BudgetReconciliation(config, store, self.leadership)
         self.period = config.redis.snapshot_interval_seconds
         self.replica_count = 1  # live replicas, this one included, as last merged

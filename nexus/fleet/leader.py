@@ -20,6 +20,7 @@ from nexus.aio import stop_if_cancelled
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
+from nexus.store.replication import Replicated
 
 log = logging.getLogger(__name__)
 RENEWALS_PER_TTL = 3   # renew three times per lease lifetime: two may fail before it lapses
@@ -28,8 +29,12 @@ JITTER = 0.2           # +-20% on each wait, so replicas do not knock in lockste
 
 class Leadership:
     def __init__(self, client: redis.Redis, keys: Keys, replica_id: str, ttl_ms: int,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 replicated: Replicated | None = None) -> None:
         self.client = client
+        # A lease (and its epoch) counts only once replicas have it: a failover must not
+        # hand the next leader an epoch this one already used.
+        self.replicated = replicated or Replicated(client, 0, 0)
         self.keys = keys
         self.replica_id = replica_id
         self.ttl_ms = ttl_ms
@@ -78,8 +83,9 @@ class Leadership:
                                          args=[self.token, self.ttl_ms])):
                 self._lose("the lease was lost (expired or taken)")
         else:
-            epoch = int(await self._acquire(keys=[self.keys.leader, self.keys.leader_epoch],
-                                            args=[self.token, self.ttl_ms]))
+            epoch = int(await self.replicated.call(
+                self._acquire, [self.keys.leader, self.keys.leader_epoch],
+                [self.token, self.ttl_ms]))
             if epoch:
                 self._gain(epoch)
 

@@ -8,6 +8,7 @@ slot, which keys.py keeps cluster-safe (each script's keys share one hash tag).
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, cast
 
 import redis.asyncio as redis
@@ -16,6 +17,10 @@ from redis.asyncio.sentinel import Sentinel
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import RedisConfig
+from nexus.masking import mask_url
+
+_SENTINELS: weakref.WeakKeyDictionary[redis.Redis, list[redis.Redis]] = \
+    weakref.WeakKeyDictionary()
 
 
 def redis_client(config: RedisConfig, environ: dict[str, str] | None = None) -> redis.Redis:
@@ -26,7 +31,9 @@ def redis_client(config: RedisConfig, environ: dict[str, str] | None = None) -> 
         make: Any = Sentinel  # redis-py leaves its constructor untyped
         sentinel = make([_address(a) for a in config.sentinels],
                         sentinel_kwargs=_sentinel_options(options), **options)
-        return cast(redis.Redis, sentinel.master_for(config.master_name, **options))
+        client = cast(redis.Redis, sentinel.master_for(config.master_name, **options))
+        _SENTINELS[client] = sentinel.sentinels  # closed with the client
+        return client
     if config.mode == "cluster":
         if config.nodes:
             nodes = [ClusterNode(*_address(a)) for a in config.nodes]
@@ -35,8 +42,21 @@ def redis_client(config: RedisConfig, environ: dict[str, str] | None = None) -> 
     return redis.Redis.from_url(config.url, **options)
 
 
-def is_cluster(client: object) -> bool:
-    return isinstance(client, RedisCluster)
+async def close_client(client: redis.Redis) -> None:
+    """Close the client, and for sentinel mode the connections to the sentinels too."""
+    await client.aclose()
+    for sentinel in _SENTINELS.pop(client, []):
+        await sentinel.aclose()
+
+
+def redis_where(config: RedisConfig) -> str:
+    """Where the store's Redis is, in words for the log (credentials masked)."""
+    if config.mode == "sentinel":
+        return f"master {config.master_name!r} of sentinels {', '.join(config.sentinels)}"
+    if config.mode == "cluster" and config.nodes:
+        return f"cluster {', '.join(config.nodes)}"
+    where = mask_url(config.url)
+    return f"cluster {where}" if config.mode == "cluster" else where
 
 
 def _options(config: RedisConfig, environ: dict[str, str]) -> dict[str, Any]:

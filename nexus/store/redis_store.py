@@ -34,11 +34,12 @@ from nexus.store.base import (
     TenantRecords,
 )
 from nexus.store.circuit import Circuit
-from nexus.store.connect import redis_client
+from nexus.store.connect import close_client, redis_client, redis_where
 from nexus.store.errors import StoreError, store_error, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.store.redis_tenants import RedisTenants
+from nexus.store.replication import Replicated
 from nexus.supervise import Supervisor, ticks
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import RateCheck, RateSubject, RateVerdict
@@ -73,6 +74,8 @@ class RedisStore:
         self._reserve = self.client.register_script(lua_script("reserve"))
         self._expire = self.client.register_script(lua_script("expire_reservations"))
         self.tenants = RedisTenants(self.client, self.keys)
+        # Spend counts as written once config.wait_replicas replicas have it.
+        self.replicated = Replicated(self.client, config.wait_replicas, config.wait_timeout_ms)
         self._month = month
         self._clock = clock
         self._spent = 0                      # the month's total at the last snapshot
@@ -179,7 +182,7 @@ class RedisStore:
             lost = sum(r.cost_micro_usd for r in self._pending.values())
             log.error("shutting down with %d cost record(s), %d micro-USD, not written to "
                       "Redis (%s)", len(self._pending), lost, self.last_error)
-        await self.client.aclose()
+        await close_client(self.client)
 
     async def sync(self) -> None:
         """Write what is pending and re-read the snapshot (tests, shutdown, CLI)."""
@@ -191,9 +194,10 @@ class RedisStore:
         month = self._month()
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.mget(self.keys.spend_total(month), self.keys.reserved_total(month))
+                pipe.get(self.keys.spend_total(month))  # GETs, not MGET: a cluster's
+                pipe.get(self.keys.reserved_total(month))  # pipeline refuses MGET
                 self.tenants.snapshot_reads(pipe, month)
-                (spent, reserved), *tenant_figures = await pipe.execute()
+                spent, reserved, *tenant_figures = await pipe.execute()
             await self.tenants.apply_snapshot(month, tenant_figures)
         except RedisError as exc:
             raise self._lost(exc) from exc
@@ -236,7 +240,7 @@ class RedisStore:
             keys += self._spend_keys(record)
             args += [record.request_id, record.cost_micro_usd, record.backend, record.model,
                      record.key, record.team, record.day]
-        results = await self._spend(keys=keys, args=args)
+        results = await self.replicated.call(self._spend, keys, args)
         return list(results)
 
     def _spend_keys(self, record: SpendRecord) -> list[str]:
@@ -440,7 +444,6 @@ class RedisStore:
         self.circuit.succeeded()
 
     def _where(self) -> str:
-        pool = self.client.connection_pool.connection_kwargs
-        return f"{pool.get('host', '?')}:{pool.get('port', '?')}"
+        return redis_where(self.config)
 
 
