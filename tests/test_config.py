@@ -153,3 +153,34 @@ def test_check_never_prints_a_redis_password(tmp_path: Path,
         out = capsys.readouterr().out
         assert "s3cret" not in out
         assert "10.0.0.5" in out
+
+
+def test_redis_modes_say_what_they_miss(tmp_path: Path) -> None:
+    error = error_of(tmp_path, '[redis]\nmode = "sentinel"\nmaster_name = "m"\n')
+    assert (error.key, "sentinels") == ("redis.sentinels", "sentinels")
+    error = error_of(tmp_path, '[redis]\nmode = "sentinel"\nsentinels = ["h:26379"]\n')
+    assert error.key == "redis.master_name"
+    error = error_of(tmp_path, '[redis]\nmode = "cluster"\nnodes = ["nohost"]\n')
+    assert error.key == "redis.nodes"
+    error = error_of(tmp_path, '[redis]\nmode = "cluster"\nwait_replicas = 1\n')
+    assert error.key == "redis.wait_replicas"
+    error = error_of(tmp_path, '[redis]\nwait_replicas = 1\nwait_timeout_ms = 1000\n')
+    assert error.key == "redis.wait_timeout_ms"
+    error = error_of(tmp_path, '[redis]\nmode = "replicated"\n')
+    assert "standalone" in str(error)  # the valid values are listed
+    config = load_config(write(tmp_path, '[redis]\nmode = "sentinel"\nmaster_name = "m"\n'
+                                         'sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]\n'
+                                         'wait_replicas = 1\n'), env={})
+    assert config.redis is not None and config.redis.wait_replicas == 1
+
+
+def test_a_redis_password_comes_from_the_environment_only() -> None:
+    from nexus.config.schema import RedisConfig
+    from nexus.store.connect import redis_client
+
+    with pytest.raises(ConfigError) as info:
+        redis_client(RedisConfig(password_env="REDIS_PASSWORD"), environ={})
+    assert info.value.key == "REDIS_PASSWORD"
+    client = redis_client(RedisConfig(password_env="REDIS_PASSWORD", username="nexus"),
+                          environ={"REDIS_PASSWORD": "s3cret"})
+    assert client.connection_pool.connection_kwargs["password"] == "s3cret"
