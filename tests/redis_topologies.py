@@ -101,6 +101,30 @@ class RedisClusterServers:
                 "CLUSTER", "INFO"), "the cluster agreeing on its slots")
         return self
 
+    def move_slot(self, slot: int) -> None:
+        """Reshard one slot to another master, keys and all, as `redis-cli --cluster
+        reshard` does: clients that knew the old owner get MOVED."""
+        ids = {node: node.client().execute_command("CLUSTER", "MYID") for node in self.nodes}
+        owner = next(node for node in self.nodes
+                     if node.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+                     or self._owns(node, slot))
+        target = next(node for node in self.nodes if node is not owner)
+        target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[owner])
+        owner.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        while keys := owner.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            owner.client().execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                                           "KEYS", *keys)
+        for node in (target, owner, *(n for n in self.nodes if n not in (target, owner))):
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        _wait(lambda: all(self._owns(target, slot) for _ in self.nodes), "the slot moving")
+
+    @staticmethod
+    def _owns(node: ClusterNode, slot: int) -> bool:
+        for start, end, master, *_ in node.client().execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1]) == node.port
+        return False
+
     def flush_scripts(self) -> None:
         for node in self.nodes:
             node.client().script_flush()

@@ -105,6 +105,27 @@ async def test_scripts_heal_after_every_node_forgot_them(
     assert await total(replicas[0]) == 8 * COST
 
 
+async def test_a_resharded_control_slot_is_followed(
+        pair: tuple[list[RunningGateway], MockBackend], http: aiohttp.ClientSession,
+        redis_cluster: RedisClusterServers, redis_prefix: str) -> None:
+    from redis.crc import key_slot
+
+    replicas, _ = pair
+    assert await fire(http, replicas, "free-secret", 6) == [200] * 6
+    for replica in replicas:
+        store = replica.gateway.store
+        assert isinstance(store, RedisStore)
+        await store.flush()
+    redis_cluster.move_slot(key_slot(Keys(redis_prefix).tag.encode()))  # money, leases
+    assert await fire(http, replicas, "free-secret", 6) == [200] * 6
+    for replica in replicas:  # MOVED: the client re-reads the slot map and goes there
+        store = replica.gateway.store
+        assert isinstance(store, RedisStore)
+        await store.flush()
+        assert store.status().pending_spend_records == 0
+    assert await total(replicas[0]) == 12 * COST
+
+
 def test_every_scripts_keys_share_a_hash_slot() -> None:
     """The names keys.py builds: a month's ledger and the control keys in one slot,
     a key and its team's counters in one, a replica's figures in one."""

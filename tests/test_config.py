@@ -171,7 +171,8 @@ def test_redis_modes_say_what_they_miss(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[redis]\nmode = "sentinel"\nmaster_name = "m"\n'
                                          'sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]\n'
                                          'wait_replicas = 1\n'), env={})
-    assert config.redis is not None and config.redis.wait_replicas == 1
+    assert config.redis is not None
+    assert config.redis.wait_replicas == 1
 
 
 def test_a_redis_password_comes_from_the_environment_only() -> None:
