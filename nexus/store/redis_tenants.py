@@ -131,6 +131,8 @@ class RedisTenants:
         """One call per hash slot among the batch's tenants (each call's keys must share
         one on a cluster), sent together; the verdicts come back in the batch's order."""
         groups = by_slot(checks)
+        if len(groups) == 1:  # the usual batch: one tenant's slot, no gather needed
+            return await self._check_group(checks)
         answered = await asyncio.gather(*(self._check_group(group) for group in groups))
         verdicts: dict[str, RateVerdict] = {}
         for group, answers in zip(groups, answered, strict=True):
