@@ -114,7 +114,7 @@ def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int) -
             cpu_us[name].append((cpu_seconds(pid) - cpu) * 1e6 / max(served, 1))
             if name == "limited":  # scripts are what clients send; what runs inside them
                 sent = sum(after.get(k, 0) - before.get(k, 0)  # is counted apart by Redis
-                           for k in ("evalsha", "eval", "get", "hgetall"))
+                           for k in ("evalsha", "eval", "hgetall"))
                 sent_per_request.append(sent / max(served, 1))
     limited, unlimited = (statistics.median(rates[n]) for n in ("limited", "unlimited"))
     cpu_limited, cpu_unlimited = (statistics.median(cpu_us[n]) for n in ("limited",
