@@ -23,7 +23,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, served_by_wrk, start
+from gateway_bench import (
+    LOAD_CPU,
+    PROXY_CPU,
+    free_port,
+    run_args,
+    served_by_wrk,
+    start,
+    start_mock,
+    start_redis,
+)
 from tenant_bench import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +47,13 @@ with urllib.request.urlopen(sys.argv[1] + "/dashboard/api/stream") as stream:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+    args = run_args(__doc__, repeats=5)
     weight = sum(p.stat().st_size for p in STATIC.iterdir())
     print(f"page weight (HTML + JS + CSS, uncompressed): {weight / 1024:.1f} KB")
     with tempfile.TemporaryDirectory() as tmp:
         redis_port, mock_port, port = free_port(), free_port(), free_port()
-        server = subprocess.Popen(["taskset", "-c", LOAD_CPU, "redis-server", "--port",
-                                   str(redis_port), "--save", "", "--appendonly", "no",
-                                   "--dir", tmp], stdout=subprocess.DEVNULL)
-        mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
-                      "--port", str(mock_port)], f"http://127.0.0.1:{mock_port}/v1/models")
+        server = start_redis(tmp, redis_port)
+        mock = start_mock(mock_port)
         path = Path(tmp) / "nexus.toml"
         path.write_text(f'[server]\nport = {port}\n[redis]\n'
                         f'url = "redis://127.0.0.1:{redis_port}/0"\nprefix = "dash-bench"\n'

@@ -50,6 +50,28 @@ class Result:
     errors: int
 
 
+def run_args(doc: str, repeats: int = 3) -> argparse.Namespace:
+    """The arguments every load benchmark takes: --duration, --repeats, --connections."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--connections", type=int, default=64)
+    return parser.parse_args()
+
+
+def start_redis(directory: str, port: int) -> subprocess.Popen[bytes]:
+    """A throwaway redis-server on the load core (nothing kept on disk)."""
+    return subprocess.Popen(["taskset", "-c", LOAD_CPU, "redis-server", "--port", str(port),
+                             "--save", "", "--appendonly", "no", "--dir", directory],
+                            stdout=subprocess.DEVNULL)
+
+
+def start_mock(port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """The mock backend on the load core, up and answering."""
+    return start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
+                  "--port", str(port), *extra], f"http://127.0.0.1:{port}/v1/models")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

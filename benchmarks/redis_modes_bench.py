@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, served_by_wrk, start  # noqa: E402
+from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, run_args, served_by_wrk, start  # noqa: E402
 from tenant_bench import cpu_seconds  # noqa: E402
 
 from tests.redis_server import RedisServer  # noqa: E402
@@ -64,11 +64,7 @@ def measure(name: str, text: str, tmp: Path, args: argparse.Namespace) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+    args = run_args(__doc__, repeats=3)
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         mock_port = free_port()

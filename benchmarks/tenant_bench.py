@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,16 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_bench import commands
-from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, served_by_wrk, start
+from gateway_bench import (
+    LOAD_CPU,
+    PROXY_CPU,
+    free_port,
+    run_args,
+    served_by_wrk,
+    start,
+    start_mock,
+    start_redis,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,18 +73,11 @@ def lookup_ns(keys: int, rounds: int = 200_000) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+    args = run_args(__doc__, repeats=3)
     with tempfile.TemporaryDirectory() as tmp:
         redis_port, mock_port, port = free_port(), free_port(), free_port()
-        server = subprocess.Popen(["taskset", "-c", LOAD_CPU, "redis-server", "--port",
-                                   str(redis_port), "--save", "", "--appendonly", "no",
-                                   "--dir", tmp], stdout=subprocess.DEVNULL)
-        mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
-                      "--port", str(mock_port)], f"http://127.0.0.1:{mock_port}/v1/models")
+        server = start_redis(tmp, redis_port)
+        mock = start_mock(mock_port)
         path = Path(tmp) / "nexus.toml"
         path.write_text(config(f"http://127.0.0.1:{mock_port}",
                                f"redis://127.0.0.1:{redis_port}/0"))

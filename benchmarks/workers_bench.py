@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_bench import free_port, served_by_wrk, start
+from gateway_bench import free_port, run_args, served_by_wrk, start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,11 +48,7 @@ def wrk(url: str, connections: int, duration: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+    args = run_args(__doc__, repeats=3)
     with tempfile.TemporaryDirectory() as tmp:
         redis_port, mock_port = free_port(), free_port()
         server = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
