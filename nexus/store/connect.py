@@ -44,9 +44,14 @@ def redis_client(config: RedisConfig, environ: dict[str, str] | None = None) -> 
 
 async def close_client(client: redis.Redis) -> None:
     """Close the client, and for sentinel mode the connections to the sentinels too."""
-    await client.aclose()
-    for sentinel in _SENTINELS.pop(client, []):
-        await sentinel.aclose()
+    sentinels = _SENTINELS.pop(client, None)
+    if sentinels is None:
+        await client.aclose()
+        return
+    # master_for hands the client a pool it does not own: close that pool too.
+    await client.aclose(close_connection_pool=True)
+    for sentinel in sentinels:
+        await sentinel.aclose(close_connection_pool=True)
 
 
 def redis_where(config: RedisConfig) -> str:
