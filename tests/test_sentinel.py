@@ -5,6 +5,7 @@ higher epoch."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def sentinel_config(sentinels: Sentinels, prefix: str, replica: str,
         routing={"budget": {"monthly_limit_usd": 1000.0, "reconcile_interval_seconds": 0.3}})
 
 
+# On a loaded machine redis-py can abandon a connection to a sentinel that timed out in
+# the middle of discovering the new master; it is reclaimed (with a ResourceWarning) when
+# collected. The store closes every pool it owns; collected here, such a leftover stays
+# in this test instead of failing whichever test the collector happens to run in.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_master_killed_under_load_loses_no_spend_and_a_new_leader_takes_over(
         sentinels: Sentinels, redis_prefix: str, mock_backend: MockFactory,
         gateway: GatewayFactory, http: aiohttp.ClientSession) -> None:
@@ -100,6 +106,9 @@ async def test_a_master_killed_under_load_loses_no_spend_and_a_new_leader_takes_
     await eventually(lambda: _summary(replicas[0]),  # a round after the last flush
                      lambda s: int(s.get("epoch", 0)) >= epoch
                      and int(s.get("spent_micro_usd", -1)) == billed, within=DEADLINE)
+    for replica in replicas:
+        await replica.stop()
+    gc.collect()
 
 
 async def _fire(http: aiohttp.ClientSession, replicas: list[RunningGateway]) -> list[int]:
