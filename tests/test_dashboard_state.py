@@ -118,6 +118,7 @@ def test_the_feed_keeps_the_latest_decisions_and_an_hour_of_refusals() -> None:
         feed.record(call(f"r{i}"), None, 200, None, 1.0, 0)
     decisions = feed.decisions()
     assert len(decisions) == RECENT
+    assert all(not hasattr(d, "call") for d in feed.recent)  # no request body kept alive
     assert decisions[0]["request_id"] == f"r{RECENT + 4}"  # newest first
     feed.refused(ModelNotFound("no model x"))
     feed.refused(ModelNotFound("no model x"))

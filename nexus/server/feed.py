@@ -37,15 +37,19 @@ _REFUSING_STAGE: tuple[tuple[type[NexusError], str], ...] = (
 
 
 class Decision:
-    """One request's outcome; its JSON is built on first read and kept."""
+    """One request's outcome; its JSON is built on first read and kept. It keeps only
+    the call's small facts, never the call: fifty request bodies must not stay alive."""
 
-    __slots__ = ("_json", "call", "cost_micro_usd", "error", "latency_ms", "route", "status",
-                 "when")
+    __slots__ = ("_json", "api", "cost_micro_usd", "error", "latency_ms", "model",
+                 "request_id", "route", "status", "stream", "tenant", "when")
 
     def __init__(self, call: Call, route: Route | None, status: int, error: str,
                  latency_ms: float, cost_micro_usd: int) -> None:
         self.when = time.time()
-        self.call, self.route, self.status, self.error = call, route, status, error
+        self.request_id, self.model, self.stream = call.request_id, call.model, call.stream
+        self.api = "messages" if call.dialect is not None else call.endpoint
+        self.tenant = call.tenant
+        self.route, self.status, self.error = route, status, error
         self.latency_ms, self.cost_micro_usd = latency_ms, cost_micro_usd
         self._json: Json | None = None
 
@@ -55,14 +59,12 @@ class Decision:
         return self._json
 
     def _build(self, stages: list[str]) -> Json:
-        call, route = self.call, self.route
-        tenant = call.tenant
+        route, tenant = self.route, self.tenant
         out: Json = {
-            "at": round(self.when, 3), "request_id": call.request_id,
-            "api": "messages" if call.dialect is not None else call.endpoint,
+            "at": round(self.when, 3), "request_id": self.request_id, "api": self.api,
             "key": tenant.key.name if tenant is not None else None,
             "team": tenant.team.name if tenant is not None and tenant.team else None,
-            "model": call.model, "status": self.status, "stream": call.stream,
+            "model": self.model, "status": self.status, "stream": self.stream,
             "latency_ms": round(self.latency_ms, 1), "cost_micro_usd": self.cost_micro_usd,
             "error": self.error or None,
         }
