@@ -21,7 +21,8 @@ def connection_failure(exc: BaseException) -> str:
     """"connection refused", "DNS lookup failed for gpu-1", ... never a class name alone."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or \
             isinstance(getattr(exc, "os_error", None), socket.gaierror):
-        host = getattr(getattr(exc, "_conn_key", None), "host", None)
+        host = getattr(exc, "host", None) or getattr(getattr(exc, "_conn_key", None), "host",
+                                                     None)
         return f"DNS lookup failed for {host}" if host else "DNS lookup failed"
     os_error = getattr(exc, "os_error", None) or (exc if isinstance(exc, OSError) else None)
     if isinstance(os_error, OSError) and os_error.errno in _ERRNO_WORDS:

@@ -16,6 +16,8 @@ from nexus.adapters.base import UpstreamRequest, Usage
 from nexus.backends.backend import Backend
 from nexus.backends.causes import connection_failure
 from nexus.backends.recorder import Answer, Outcome, OutcomeRecorder
+from nexus.client import BackendClient, UpstreamResponse
+from nexus.client.errors import ConnectFailed
 from nexus.config.schema import BudgetConfig, ServerConfig
 from nexus.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
 from nexus.pipeline.types import Queue, Route, RoutingDecision
@@ -39,14 +41,14 @@ EVENT_STREAM = "text/event-stream"
 
 
 class Forwarder:
-    def __init__(self, router: Router, session: aiohttp.ClientSession, server: ServerConfig,
+    def __init__(self, router: Router, client: BackendClient, server: ServerConfig,
                  max_retries: int, recorder: OutcomeRecorder, store: Store, waiting: WaitQueue,
                  budget: BudgetConfig | None = None,
                  admission: Admission | None = None, feed: Feed | None = None) -> None:
         self.router = router
         self.feed = feed or Feed(stage_names(router))
         self.holds = Holds(store, budget, server.request_timeout_seconds)
-        self.session = session
+        self.client = client
         self.max_retries = max_retries
         self.recorder = recorder
         self.admission = admission or Admission(store)
@@ -151,9 +153,8 @@ class Forwarder:
         started = time.monotonic()  # the loop's clock, without asking for the loop
         exchange = self.watch.open()
         try:
-            async with self.session.post(upstream.url, data=upstream.body,
-                                         headers=upstream.headers,
-                                         timeout=self.timeout) as response:
+            async with self.client.post(upstream.url, upstream.body, upstream.headers,
+                                        self.timeout) as response:
                 exchange.response = response
                 headers = self._headers(route, call, upstream)
                 if response.status >= 400:
@@ -173,7 +174,7 @@ class Forwarder:
             raise self._timed_out(backend) from None
         except TimeoutError:
             raise self._timed_out(backend) from None
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
             cause = connection_failure(exc)
             self.recorder.failed(backend, Outcome.FAILED_BEFORE_FIRST_BYTE, cause, refused=True)
             raise UpstreamFailure(BackendError(f"{backend.name} is unreachable: {cause}")) \
@@ -192,7 +193,7 @@ class Forwarder:
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def _stream(self, route: Route, call: Call, request: web.Request,
-                      response: aiohttp.ClientResponse, headers: dict[str, str],
+                      response: UpstreamResponse, headers: dict[str, str],
                       started: float, exchange: Exchange) -> web.StreamResponse:
         translator = ADAPTERS[route.backend.api].stream_translator(
             route.model, call.include_usage, count_events=True) if call.dialect is None \
@@ -249,7 +250,7 @@ class Forwarder:
         call.cost_micro_usd = record.cost_micro_usd
         await self.store.commit_spend(record)
 
-    async def _error(self, backend: Backend, response: aiohttp.ClientResponse,
+    async def _error(self, backend: Backend, response: UpstreamResponse,
                      headers: dict[str, str], dialect: Dialect | None) -> web.Response:
         body = await response.read()
         error, failure = classify_status(backend, response.status, body,

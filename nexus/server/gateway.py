@@ -15,6 +15,7 @@ from nexus.backends.checker import HealthChecker
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
 from nexus.backends.stats import Stats
+from nexus.client import BackendClient
 from nexus.config.schema import Config
 from nexus.fleet.fleet import Fleet
 from nexus.routing.router import Router
@@ -70,7 +71,8 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
-            self._forwarder = Forwarder(self.router, session, self.config.server,
+            client = BackendClient(session)
+            self._forwarder = Forwarder(self.router, client, self.config.server,
                                         self.config.routing.max_retries, self.recorder,
                                         self.store, self.waiting, self.config.routing.budget,
                                         self.admission, self.feed)
@@ -84,6 +86,7 @@ class Gateway:
                     yield
             finally:
                 self.waiting.wake_all()
+                await client.close()
                 await self.store.close()
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from nexus.client import UpstreamResponse
 from nexus.supervise import ticks
 
 MAX_PERIOD_SECONDS = 1.0
@@ -34,7 +35,7 @@ class Exchange:
     def __init__(self, task: asyncio.Task[object] | None, now: float) -> None:
         self.task = task
         self.cancelling = task.cancelling() if task is not None else 0  # cancels before ours
-        self.response: aiohttp.ClientResponse | None = None  # set when headers arrive
+        self.response: UpstreamResponse | None = None  # set when headers arrive
         self.reads = 0          # bumped by whoever reads the body: proof of life
         self.seen = 0           # `reads` as the last sweep saw it
         self.quiet_since = now

@@ -23,6 +23,7 @@ from nexus.adapters.base import StreamTranslator, Usage
 from nexus.backends.backend import Backend
 from nexus.backends.causes import connection_failure
 from nexus.backends.recorder import Outcome, OutcomeRecorder
+from nexus.client import UpstreamResponse
 from nexus.errors import BackendError
 from nexus.server.dialect import OPENAI_STREAM, StreamShape
 from nexus.server.stall import Exchange
@@ -48,7 +49,7 @@ class Relay:
     """One backend stream relayed to one client. `bill` runs before the write that ends
     the response, so a paid answer's cost is in the store before its last byte leaves."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: web.Request,
+    def __init__(self, response: UpstreamResponse, request: web.Request,
                  headers: dict[str, str], translator: StreamTranslator, backend: Backend,
                  recorder: OutcomeRecorder, exchange: Exchange, input_estimate: int,
                  bill: Callable[[Usage, bool], Awaitable[None]],
