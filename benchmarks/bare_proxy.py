@@ -1,6 +1,6 @@
 """The baseline: the least an aiohttp pass-through proxy can do (no parsing, no routing).
 
-`python benchmarks/bare_proxy.py --port 8101 --upstream http://127.0.0.1:8100`
+`python benchmarks/bare_proxy.py --port 8101 --upstream http://127.0.0.1:8100 [--uvloop]`
 """
 
 from __future__ import annotations
@@ -43,7 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+        uvloop.install()
     web.run_app(make_app(args.upstream), host="127.0.0.1", port=args.port, access_log=None,
                 print=None)
 

@@ -11,6 +11,10 @@ the processes otherwise steal each other's CPU and the figures swing from run to
 
     python benchmarks/gateway_bench.py [--duration 4] [--repeats 3]
     python benchmarks/gateway_bench.py --same-core --connections 1
+    python benchmarks/gateway_bench.py --loops --connections 64
+
+--loops runs the bare proxy on uvloop and two Nexus replicas, one on asyncio's loop and
+one on uvloop, in one run: each replica's share of the bare proxy's throughput.
 
 --same-core puts the proxies on the load's core too: at one connection the chain is
 serial, and on a VM each hop to an idle core waits for it to wake, which the direct
@@ -186,39 +190,49 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--same-core", action="store_true",
                         help="pin the proxies to the load's core (latency at 1 connection)")
+    parser.add_argument("--loops", action="store_true",
+                        help="bare proxy on uvloop; Nexus on asyncio and on uvloop")
     args = parser.parse_args()
     proxy_cpu = LOAD_CPU if args.same_core else PROXY_CPU
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
-    mock_port, bare_port, nexus_port = free_port(), free_port(), free_port()
+    mock_port, bare_port = free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
-    config = nexus_config(nexus_port, mock_url)
-    env = {**os.environ, "NEXUS_CONFIG": config}
     mock = start(pinned(LOAD_CPU, [sys.executable, "tests/mock_backend.py", "--port",
                                    str(mock_port)]), mock_url + "/v1/models")
     bare = start(pinned(proxy_cpu, [sys.executable, "benchmarks/bare_proxy.py", "--port",
-                                    str(bare_port), "--upstream", mock_url]),
+                                    str(bare_port), "--upstream", mock_url,
+                                    *(["--uvloop"] if args.loops else [])]),
                  f"http://127.0.0.1:{bare_port}/")
-    nexus = start(pinned(proxy_cpu, [sys.executable, "-m", "nexus", "serve"]),
-                  f"http://127.0.0.1:{nexus_port}/health", env=env)
-    targets = {"direct": mock_url, "bare proxy": f"http://127.0.0.1:{bare_port}",
-               "nexus": f"http://127.0.0.1:{nexus_port}"}
+    targets = {"direct": mock_url,
+               "bare proxy" + (" (uvloop)" if args.loops else ""): f"http://127.0.0.1:{bare_port}"}
+    loops = {"nexus asyncio": "asyncio", "nexus uvloop": "uvloop"} if args.loops \
+        else {"nexus": os.environ.get("NEXUS_EVENT_LOOP", "")}
+    processes, configs = [mock, bare], []
     steal, total = cpu_ticks()
     try:
-        report(targets, args.duration, args.repeats, args.connections, nexus.pid)
+        for name, loop in loops.items():
+            port = free_port()
+            configs.append(nexus_config(port, mock_url))
+            env = {**os.environ, "NEXUS_CONFIG": configs[-1], "NEXUS_EVENT_LOOP": loop}
+            processes.append(start(pinned(proxy_cpu, [sys.executable, "-m", "nexus", "serve"]),
+                                   f"http://127.0.0.1:{port}/health", env=env))
+            targets[name] = f"http://127.0.0.1:{port}"
+        report(targets, args.duration, args.repeats, args.connections, processes[-1].pid)
         steal_after, total_after = cpu_ticks()
         print(f"CPU steal during the run: "
               f"{(steal_after - steal) / max(1, total_after - total) * 100:.1f}%")
     finally:
-        for process in (mock, bare, nexus):
+        for process in processes:
             process.terminate()
             process.wait(10)
-        os.unlink(config)
+        for config in configs:
+            os.unlink(config)
 
 
 def report(targets: dict[str, str], duration: int, repeats: int, connection_counts: list[int],
            nexus_pid: int) -> None:
-    print(f"{'mode':<11}{'conns':>6}  {'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    print(f"{'mode':<11}{'conns':>6}  {'target':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}")
     for stream in (False, True):
         for connections in connection_counts:
@@ -229,12 +243,14 @@ def report(targets: dict[str, str], duration: int, repeats: int, connection_coun
             results = {name: median(r) for name, r in runs.items()}
             mode = "stream" if stream else "non-stream"
             for name, r in results.items():
-                print(f"{mode:<11}{connections:>6}  {name:<11}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
+                print(f"{mode:<11}{connections:>6}  {name:<20}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
                       f"{r.p99_ms:>9.2f}{r.errors:>8}")
-            share = results["nexus"].rps / results["bare proxy"].rps * 100
-            added = results["nexus"].p50_ms - results["direct"].p50_ms
-            print(f"  -> nexus throughput {share:.0f}% of bare proxy; "
-                  f"added p50 vs direct {added:.2f} ms", flush=True)
+            bare = next(r for name, r in results.items() if name.startswith("bare proxy"))
+            for name, r in results.items():
+                if name.startswith("nexus"):
+                    print(f"  -> {name} throughput {r.rps / bare.rps * 100:.0f}% of bare proxy; "
+                          f"added p50 vs direct {r.p50_ms - results['direct'].p50_ms:.2f} ms",
+                          flush=True)
     print(f"nexus peak RSS: {peak_rss_mb(nexus_pid):.1f} MB")
 
 
