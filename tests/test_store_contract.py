@@ -187,6 +187,25 @@ async def test_rate_checks_admit_exactly_the_limit_and_settle_tokens(store: Stor
     assert await store.rate_usage(subject) == (3, 240)
 
 
+async def test_many_checks_of_a_key_and_its_team_in_few_calls_stay_exact(store: Store) -> None:
+    from nexus.tenants.rates import RateCheck, RateSubject
+
+    team = RateSubject(f"team:{id(store)}", rpm=500, tpm=0)
+    key = RateSubject(f"key:{id(store)}", rpm=0, tpm=10_000_000, slot=team.name)
+    checks = [RateCheck(f"m{i}", 30 + i % 7, (key, team)) for i in range(700)]
+    verdicts = await asyncio.gather(*(store.rate_check(c) for c in checks))
+    admitted = [c for c, v in zip(checks, verdicts, strict=True) if v.allowed]
+    assert len(admitted) == 500
+    assert all(v.refused_by == team.name for v in verdicts if not v.allowed)
+    assert await store.rate_usage(team) == (500, sum(c.tokens for c in admitted))
+    for check in admitted:
+        store.settle_rate(check, 5)
+    if isinstance(store, RedisStore):
+        await store.tenants._settle_batch([(c, 5) for c in admitted])
+    assert await store.rate_usage(key) == (500, 2500)
+    assert await store.rate_usage(team) == (500, 2500)
+
+
 async def test_a_hold_checks_the_key_and_team_budgets_all_or_none(store: Store) -> None:
     def held(request_id: str, estimate: int) -> Reservation:
         return Reservation(request_id=request_id, month=MONTH, backend="cloud",

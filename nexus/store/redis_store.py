@@ -182,6 +182,8 @@ class RedisStore:
             lost = sum(r.cost_micro_usd for r in self._pending.values())
             log.error("shutting down with %d cost record(s), %d micro-USD, not written to "
                       "Redis (%s)", len(self._pending), lost, self.last_error)
+        with contextlib.suppress(RedisError, OSError):
+            await self.tenants.close()
         await close_client(self.client)
 
     async def sync(self) -> None:

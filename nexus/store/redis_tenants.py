@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from nexus.store.base import Reservation, TenantRecords
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
+from nexus.store.script_line import ScriptLine
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateSubject, RateVerdict
 
@@ -40,7 +41,7 @@ class RedisTenants:
         self.keys = keys
         self.records = TenantRecords()
         self.spend = TenantSpend()
-        self._rate = client.register_script(lua_script("rate"))
+        self._rate = ScriptLine(client, lua_script("rate"))
         self._settle = client.register_script(lua_script("rate_settle"))
         self._settles: list[tuple[RateCheck, int]] = []
         self._checks: list[tuple[RateCheck, asyncio.Future[RateVerdict]]] = []
@@ -86,6 +87,9 @@ class RedisTenants:
             if name:
                 held[name] = held.get(name, 0) + reservation.estimate_micro_usd
 
+    async def close(self) -> None:
+        await self._rate.close()
+
     # -- records -------------------------------------------------------------------------
     async def save(self, kind: str, name: str, record: KeyRecord | TeamRecord) -> None:
         await self._change(kind, lambda pipe: pipe.hset(
@@ -128,10 +132,11 @@ class RedisTenants:
                     waiter.set_result(verdict)
 
     async def _check_batch(self, checks: list[RateCheck]) -> list[RateVerdict]:
-        """One call per hash slot among the batch's tenants (each call's keys must share
-        one on a cluster), sent together; the verdicts come back in the batch's order."""
-        groups = by_slot(checks)
-        if len(groups) == 1:  # the usual batch: one tenant's slot, no gather needed
+        """One call for the batch on one server; on a cluster, one call per hash slot
+        among the batch's tenants (each call's keys must share one), sent together. The
+        verdicts come back in the batch's order."""
+        groups = [checks] if self._rate.one_node else by_slot(checks)
+        if len(groups) == 1:  # the usual batch: one server, or one tenant's slot
             return await self._check_group(checks)
         answered = await asyncio.gather(*(self._check_group(group) for group in groups))
         verdicts: dict[str, RateVerdict] = {}

@@ -1,0 +1,78 @@
+"""One Lua script called over a connection of its own, for a caller that sends one call
+at a time (the rate-check sender).
+
+redis-py's command path (pool checkout and return, retry wrapper, observability
+hooks) costs more CPU than the call itself; a limited request pays a share of every
+call, so the rate checks hold one of the pool's own connections (which has done its
+AUTH, SELECT, TLS and Sentinel's master lookup already) and write EVALSHA on it
+directly. A failed call drops the connection, and the next call takes a fresh one.
+On a Redis Cluster, where the connection depends on the keys' slot, the call goes
+through redis-py's script object, which follows MOVED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError, NoScriptError
+
+
+class ScriptLine:
+    def __init__(self, client: redis.Redis | Any, source: str) -> None:
+        self._script = client.register_script(source)
+        self._pool = getattr(client, "connection_pool", None)  # none on a RedisCluster
+        self._connection: AbstractConnection | None = None
+
+    @property
+    def one_node(self) -> bool:
+        """True when every key lives on one server (not a cluster): a batch's checks of
+        any tenants may then go in one call."""
+        return self._pool is not None
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer. Never two at once: the caller sends one call at a time."""
+        pool = self._pool
+        if pool is None:
+            return await self._script(keys=keys, args=args)
+        for attempt in range(2):
+            connection, held = self._connection, self._connection is not None
+            if connection is None:
+                connection = self._connection = await pool.get_connection()
+            try:
+                return await self._call(connection, keys, args)
+            except (ConnectionError, OSError):
+                await self._drop(connection)
+                if not held or attempt:  # a held one may have been closed while idle
+                    raise
+            except BaseException:
+                await self._drop(connection)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _call(self, connection: AbstractConnection, keys: list[str],
+                    args: list[Any]) -> Any:
+        try:
+            return await self._send(connection, "EVALSHA", self._script.sha, keys, args)
+        except NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
+            return await self._send(connection, "EVAL", self._script.script, keys, args)
+
+    async def _drop(self, connection: AbstractConnection) -> None:
+        self._connection = None
+        assert self._pool is not None
+        await connection.disconnect()
+        await self._pool.release(connection)
+
+    @staticmethod
+    async def _send(connection: AbstractConnection, command: str, script: Any,
+                    keys: list[str], args: list[Any]) -> Any:
+        await connection.send_packed_command(
+            connection.pack_command(command, script, len(keys), *keys, *args),
+            check_health=False)
+        return await connection.read_response()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and self._pool is not None:
+            await self._pool.release(connection)
