@@ -82,3 +82,12 @@ async def test_a_redis_that_is_gone_is_a_connection_error(own_redis: RedisServer
     assert await line(["k"], ["back"]) == "back"
     await line.close()
     await client.aclose()
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    from redis.connection import Connection
+
+    from nexus.store.script_line import resp_command
+
+    args = ["EVALSHA", "ab" * 20, 2, "{p}:a", "{p}:b", 60000, b'[["r1",30,[[1,0,5]]]]', "é"]
+    assert resp_command(args) == b"".join(Connection().pack_command(*args))

@@ -68,11 +68,21 @@ class ScriptLine:
     async def _send(connection: AbstractConnection, command: str, script: Any,
                     keys: list[str], args: list[Any]) -> Any:
         await connection.send_packed_command(
-            connection.pack_command(command, script, len(keys), *keys, *args),
-            check_health=False)
+            resp_command([command, script, len(keys), *keys, *args]), check_health=False)
         return await connection.read_response()
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None and self._pool is not None:
             await self._pool.release(connection)
+
+
+def resp_command(args: list[Any]) -> bytes:
+    """A command in RESP's wire form. redis-py's pack_command does the same with a type
+    check per argument and costs more than the script call's own bytes; these are
+    str, bytes or int only."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
