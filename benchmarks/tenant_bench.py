@@ -87,7 +87,7 @@ def main() -> None:
         client = redis.Redis(port=redis_port, decode_responses=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            measure(client, url, args, gateway.pid)
+            measure(client, url, args, gateway.pid, server.pid)
         finally:
             for process in (gateway, mock, server):
                 process.terminate()
@@ -101,19 +101,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int) -> None:
+def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int,
+            redis_pid: int) -> None:
     rates: dict[str, list[float]] = {name: [] for name in KEYS}
     cpu_us: dict[str, list[float]] = {name: [] for name in KEYS}
+    redis_us: dict[str, list[float]] = {name: [] for name in KEYS}  # Redis's own CPU
     sent_per_request: list[float] = []
     wrk(url, KEYS["unlimited"], args.connections, 1)  # warm up
     for repeat in range(args.repeats):
         order = list(KEYS.items())  # each key goes first in every other round: whatever
         for name, secret in order[::-1] if repeat % 2 else order:  # the order does cancels
-            before, cpu = commands(client), cpu_seconds(pid)
+            before, cpu, redis_cpu = commands(client), cpu_seconds(pid), cpu_seconds(redis_pid)
             served = wrk(url, secret, args.connections, args.duration)
             after = commands(client)
             rates[name].append(served / args.duration)
             cpu_us[name].append((cpu_seconds(pid) - cpu) * 1e6 / max(served, 1))
+            redis_us[name].append((cpu_seconds(redis_pid) - redis_cpu) * 1e6 / max(served, 1))
             if name == "limited":  # scripts are what clients send; what runs inside them
                 sent = sum(after.get(k, 0) - before.get(k, 0)  # is counted apart by Redis
                            for k in ("evalsha", "eval", "hgetall"))
@@ -126,6 +129,12 @@ def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int) -
     print(f"limited/unlimited: throughput {limited / unlimited:6.1%}, gateway CPU per request "
           f"{cpu_limited / cpu_unlimited:6.1%}   (medians of {args.repeats}, "
           f"{args.connections} connections)")
+    print(f"redis-server CPU per request: limited {statistics.median(redis_us['limited']):.1f} us,"
+          f" unlimited {statistics.median(redis_us['unlimited']):.1f} us (it shares the load's"
+          " core)")
+    scripts = {k: v for k, v in client.info("commandstats").items() if k.startswith("cmdstat_ev")}
+    print("script calls in Redis: " + ", ".join(
+        f"{k[8:]} {v['calls']} calls, {v['usec_per_call']:.0f} us each" for k, v in scripts.items()))
     print(f"Redis commands sent per limited request: {statistics.median(sent_per_request):.3f}"
           " (script calls and the snapshot's reads)")
 
