@@ -132,9 +132,10 @@ def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int,
     print(f"redis-server CPU per request: limited {statistics.median(redis_us['limited']):.1f} us,"
           f" unlimited {statistics.median(redis_us['unlimited']):.1f} us (it shares the load's"
           " core)")
-    scripts = {k: v for k, v in client.info("commandstats").items() if k.startswith("cmdstat_ev")}
+    scripts = {k[8:]: v for k, v in client.info("commandstats").items()
+               if k.startswith("cmdstat_ev")}
     print("script calls in Redis: " + ", ".join(
-        f"{k[8:]} {v['calls']} calls, {v['usec_per_call']:.0f} us each" for k, v in scripts.items()))
+        f"{k} {v['calls']} calls, {v['usec_per_call']:.0f} us each" for k, v in scripts.items()))
     print(f"Redis commands sent per limited request: {statistics.median(sent_per_request):.3f}"
           " (script calls and the snapshot's reads)")
 
