@@ -140,6 +140,9 @@ async def test_a_routed_request_appears_on_the_other_replicas_dashboard(
         "→ paid")  # the one it chose
 
 
+# Stopping a replica mid-round can leave redis-py a connection that an in-flight call
+# opened after the pool closed; on a loaded machine the collector finds it in this test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_replica_that_stops_disappears_and_the_leader_change_shows(
         fleet: Fleet, browser: Browser) -> None:
     await until(lambda: fleet.a.gateway.fleet is not None and fleet.b.gateway.fleet is not None
