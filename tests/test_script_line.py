@@ -91,3 +91,14 @@ def test_commands_are_packed_as_redis_py_packs_them() -> None:
 
     args = ["EVALSHA", "ab" * 20, 2, "{p}:a", "{p}:b", 60000, b'[["r1",30,[[1,0,5]]]]', "é"]
     assert resp_command(args) == b"".join(Connection().pack_command(*args))
+
+
+async def test_a_closed_line_refuses_calls_and_opens_no_connection(client: redis.Redis,
+                                                                   redis_prefix: str) -> None:
+    line = ScriptLine(client, ECHO)
+    await line([f"{redis_prefix}:k"], ["open"])
+    await line.close()
+    assert line._connection is None
+    with pytest.raises(ConnectionError, match="closed"):
+        await line([f"{redis_prefix}:k"], ["after"])
+    assert line._connection is None

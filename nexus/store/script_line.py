@@ -24,6 +24,7 @@ class ScriptLine:
         self._script = client.register_script(source)
         self._pool = getattr(client, "connection_pool", None)  # none on a RedisCluster
         self._connection: AbstractConnection | None = None
+        self._closed = False  # after close, no call opens a connection the pool won't close
 
     @property
     def one_node(self) -> bool:
@@ -36,6 +37,8 @@ class ScriptLine:
         pool = self._pool
         if pool is None:
             return await self._script(keys=keys, args=args)
+        if self._closed:
+            raise ConnectionError("the store is closed")
         for attempt in range(2):
             connection, held = self._connection, self._connection is not None
             if connection is None:
@@ -44,7 +47,10 @@ class ScriptLine:
                 return await self._call(connection, keys, args)
             except (ConnectionError, OSError):
                 await self._drop(connection)
-                if not held or attempt:  # a held one may have been closed while idle
+                # A held connection may have been closed while idle: sent again once. Had
+                # the script run before the connection broke, its checks count twice:
+                # a key refused early, never one let past its limit.
+                if not held or attempt:
                     raise
             except BaseException:
                 await self._drop(connection)
@@ -72,9 +78,10 @@ class ScriptLine:
         return await connection.read_response()
 
     async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and self._pool is not None:
-            await self._pool.release(connection)
+        self._closed = True
+        connection = self._connection
+        if connection is not None:  # a call still out on it fails, and drops it
+            await self._drop(connection)
 
 
 def resp_command(args: list[Any]) -> bytes:
