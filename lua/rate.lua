@@ -69,7 +69,7 @@ for c, check in ipairs(cjson.decode(ARGV[2])) do
       local at = limits[i][1]
       local s = standing[at]
       local rpm, tpm = tonumber(limits[i][2]), tonumber(limits[i][3])
-      if s.added == 0 and #s.adds == 0 then touched[#touched + 1] = at end
+      if #s.adds == 0 then touched[#touched + 1] = at end
       s.count = s.count + 1
       s.tokens = s.tokens + tokens
       s.oldest = s.oldest or now

@@ -1,8 +1,9 @@
 """One keep-alive HTTP/1.1 connection to a backend, parsed by llhttp (httptools).
 
-A request is written in one piece; the response's status and headers resolve
-`response()`, and its body goes to a BodyStream as it arrives. The connection may
-serve again only when the whole response was read and both sides said keep-alive.
+A request is written in one piece (`send`); the response's status and headers
+resolve the future `send` returns, and its body goes to a BodyStream as it arrives.
+The connection may serve again only when the whole response was read and both sides
+said keep-alive.
 """
 
 from __future__ import annotations
@@ -82,12 +83,6 @@ class BackendConnection(asyncio.Protocol):
             else:  # the body runs to the connection's end (HTTP/1.0 style)
                 body.end()
         self._fail(disconnected())
-
-    def pause_writing(self) -> None:  # a request body is written whole: nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- the parser's callbacks ------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:

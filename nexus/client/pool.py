@@ -71,7 +71,7 @@ class BackendClient:
             if len(self._targets) > 4096:  # URLs come from the config: a bound, not a cache
                 self._targets.clear()
             target = self._targets[url] = Target(url)
-        return Exchange(self, target, _request_bytes(target, data, headers),
+        return ClientExchange(self, target, _request_bytes(target, data, headers),
                         timeout.sock_connect)
 
     async def close(self) -> None:
@@ -119,7 +119,7 @@ class BackendClient:
         self._open.discard(connection)
 
 
-class Exchange:
+class ClientExchange:
     """One request and its response, as `async with`: the connection goes back to the
     pool when the response was read whole, and is closed otherwise."""
 
