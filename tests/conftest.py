@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ class RunningGateway:
         """Shut this replica down as SIGTERM would (the fixture skips it afterwards)."""
         if self.runner is not None and self.runner.server is not None:
             await self.runner.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after() -> Iterator[None]:
+    """Run the collector as each test ends (after its event loop closed), so whatever a
+    test leaves unclosed is reported against that test, not a later one."""
+    yield
+    gc.collect()
 
 
 MockFactory = Callable[..., Awaitable[MockBackend]]
