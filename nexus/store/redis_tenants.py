@@ -42,7 +42,7 @@ class RedisTenants:
         self.records = TenantRecords()
         self.spend = TenantSpend()
         self._rate = ScriptLine(client, lua_script("rate"))
-        self._settle = client.register_script(lua_script("rate_settle"))
+        self._settle = ScriptLine(client, lua_script("rate_settle"))
         self._settles: list[tuple[RateCheck, int]] = []
         self._checks: list[tuple[RateCheck, asyncio.Future[RateVerdict]]] = []
         self._sender: asyncio.Task[None] | None = None
@@ -89,6 +89,7 @@ class RedisTenants:
 
     async def close(self) -> None:
         await self._rate.close()
+        await self._settle.close()
 
     # -- records -------------------------------------------------------------------------
     async def save(self, kind: str, name: str, record: KeyRecord | TeamRecord) -> None:
@@ -191,6 +192,11 @@ class RedisTenants:
                 await self._settle_batch(batch)
 
     async def _settle_batch(self, batch: list[tuple[RateCheck, int]]) -> None:
+        """One call for the batch on one server (settle_forever sends one at a time, as
+        the script line asks); on a cluster, one call per hash slot, sent together."""
+        if self._settle.one_node:
+            await self._settle_group(batch)
+            return
         actual = {check.request_id: tokens for check, tokens in batch}
         await asyncio.gather(*(self._settle_group([(c, actual[c.request_id]) for c in group])
                                for group in by_slot([check for check, _ in batch])))
@@ -201,7 +207,7 @@ class RedisTenants:
                    for check, actual in batch]
         try:
             await self._settle(keys=keys, args=[_encode(entries)])
-        except RedisError:
+        except (RedisError, OSError):
             return
 
     async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """One Lua script called over a connection of its own, for a caller that sends one call
-at a time (the rate-check sender).
+at a time (the rate-check sender, the token settlements' writer).
 
 redis-py's command path (pool checkout and return, retry wrapper, observability
 hooks) costs more CPU than the call itself; a limited request pays a share of every
