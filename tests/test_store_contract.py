@@ -183,7 +183,7 @@ async def test_rate_checks_admit_exactly_the_limit_and_settle_tokens(store: Stor
     assert sorted(v.quotas[0].remaining_requests for v in verdicts[:3]) == [0, 1, 2]
     store.settle_rate(checks[0], 40)
     if isinstance(store, RedisStore):  # what its settle loop sends, sent now (idempotent)
-        await store.tenants._settle_batch([(checks[0], 40)])
+        await store.tenants.settle_now()
     assert await store.rate_usage(subject) == (3, 240)
 
 
@@ -201,7 +201,7 @@ async def test_many_checks_of_a_key_and_its_team_in_few_calls_stay_exact(store: 
     for check in admitted:
         store.settle_rate(check, 5)
     if isinstance(store, RedisStore):
-        await store.tenants._settle_batch([(c, 5) for c in admitted])
+        await store.tenants.settle_now()
     assert await store.rate_usage(key) == (500, 2500)
     assert await store.rate_usage(team) == (500, 2500)
 

@@ -315,6 +315,9 @@ class RedisStore:
             return await self.tenants.delete("teams", name)
 
     async def rate_check(self, check: RateCheck) -> RateVerdict:
+        verdict = self.tenants.take(check)  # an allowance's slots are counted already
+        if verdict is not None:
+            return verdict
         self.circuit.check()
         try:
             verdict = await self.tenants.rate_check(check)

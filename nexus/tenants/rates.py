@@ -12,8 +12,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from nexus.tenants.allowance import Allowance
 
 WINDOW_MS = 60_000
 
@@ -30,10 +34,11 @@ class RateSubject(msgspec.Struct, frozen=True):
         return self.slot or self.name
 
 
-class RateCheck(msgspec.Struct, frozen=True):
+class RateCheck(msgspec.Struct):
     request_id: str
     tokens: int        # the estimate: input plus max_tokens (or the default)
     subjects: tuple[RateSubject, ...]
+    allowance: Allowance | None = None  # the block it was admitted from, if one
 
 
 class Quota(msgspec.Struct, frozen=True):
