@@ -15,8 +15,9 @@ from nexus.errors import ModelNotAllowed, NoViableBackend, RateLimitExceeded
 from nexus.pipeline.types import Requirements
 from nexus.store.base import Store
 from nexus.store.errors import StoreError
+from nexus.tenants.headers import ratelimit_headers, refusal_headers
 from nexus.tenants.model import Tenant
-from nexus.tenants.rates import LocalLimiter, Quota, RateCheck, RateVerdict
+from nexus.tenants.rates import LocalLimiter, RateCheck, RateVerdict
 from nexus.tenants.table import allows_model
 
 DEFAULT_OUTPUT_TOKENS = 512  # a request's output estimate when it sets no max_tokens
@@ -44,7 +45,7 @@ class Admission:
             verdict = await self.store.rate_check(check)
         except StoreError:
             verdict = self._without_store(tenant, check)
-        headers = ratelimit_headers(verdict.quotas) if verdict.allowed \
+        headers = (verdict.headers or ratelimit_headers(verdict.quotas)) if verdict.allowed \
             else refusal_headers(check, verdict)
         if not verdict.allowed:
             seconds = max(1, math.ceil(verdict.retry_after_ms / 1000))
@@ -68,40 +69,3 @@ class Admission:
 
 def _tokens(needs: Requirements) -> int:
     return needs.input_tokens + (needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS)
-
-
-def ratelimit_headers(quotas: tuple[Quota, ...]) -> dict[str, str]:
-    """OpenAI's x-ratelimit-* headers, for the tightest subject of each kind."""
-    requests: Quota | None = None
-    tokens: Quota | None = None
-    for quota in quotas:  # one or two subjects: a loop, not a sort
-        if quota.subject.rpm and (requests is None or
-                                  quota.remaining_requests < requests.remaining_requests):
-            requests = quota
-        if quota.subject.tpm and (tokens is None or
-                                  quota.remaining_tokens < tokens.remaining_tokens):
-            tokens = quota
-    headers: dict[str, str] = {}
-    if requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(requests.subject.rpm)
-        headers["x-ratelimit-remaining-requests"] = str(max(0, requests.remaining_requests))
-        headers["x-ratelimit-reset-requests"] = _seconds(requests.reset_ms)
-    if tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(tokens.subject.tpm)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens.remaining_tokens))
-        headers["x-ratelimit-reset-tokens"] = _seconds(tokens.reset_ms)
-    return headers
-
-
-def _seconds(ms: int) -> str:
-    """OpenAI's duration form, in whole seconds rounded up ("60s")."""
-    return f"{-(-max(0, ms) // 1000)}s"
-
-
-def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
-    """The x-ratelimit-* headers of a 429: the limit that refused, none left."""
-    subject = next(s for s in check.subjects if s.name == verdict.refused_by)
-    kind = verdict.refused_limit
-    limit = subject.rpm if kind == "requests" else subject.tpm
-    return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": "0",
-            f"x-ratelimit-reset-{kind}": _seconds(verdict.retry_after_ms)}

@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from nexus.tenants.headers import ratelimit_headers, tightest
 from nexus.tenants.rates import Quota, RateCheck, RateSubject, RateVerdict
 
 ALLOWANCE_SECONDS = 0.25  # an allowance's period: how long its slots may be used
@@ -54,14 +55,15 @@ class Allowance:
     __slots__ = (
         "closed",
         "ends_at",
-        "granted_at",
         "granted_tokens",
+        "headers",
         "lease_id",
-        "quotas",
         "recorded_tokens",
+        "requests_left",
         "returned",
         "slots",
         "subjects",
+        "tokens_left",
         "tokens_limited",
         "used",
         "used_tokens",
@@ -77,26 +79,29 @@ class Allowance:
         self.used_tokens = check.tokens  # estimates, each replaced by its actual when settled
         self.returned = False            # its unused slots have gone back
         self.closed = False
-        self.granted_at, self.ends_at = now, now + ALLOWANCE_SECONDS
-        self.quotas = quotas             # the subjects' standing when it was granted
+        self.ends_at = now + ALLOWANCE_SECONDS
+        self.headers = ratelimit_headers(quotas)  # the subjects' standing at the grant
+        requests, tokens = tightest(quotas)
+        self.requests_left = requests.remaining_requests if requests else None
+        self.tokens_left = tokens.remaining_tokens if tokens else None
         self.tokens_limited = any(s.tpm for s in check.subjects)
 
     def admits(self, tokens: int) -> bool:
         return self.used < self.slots and (
             not self.tokens_limited or self.used_tokens + tokens <= self.granted_tokens)
 
-    def verdict(self, now: float) -> RateVerdict:
+    def verdict(self) -> RateVerdict:
         """The standing to report: the grant's, plus what is still unused in the block
-        (counted in Redis, but still this key's to use)."""
-        elapsed_ms = int((now - self.granted_at) * 1000)
-        spare_slots = self.slots - self.used
-        spare_tokens = self.granted_tokens - self.used_tokens
-        return RateVerdict(True, tuple(
-            Quota(q.subject,
-                  q.remaining_requests + spare_slots if q.subject.rpm else -1,
-                  q.remaining_tokens + spare_tokens if q.subject.tpm else -1,
-                  max(0, q.reset_ms - elapsed_ms))
-            for q in self.quotas))
+        (counted in Redis, but still this key's to use). The limits and resets are the
+        grant's, made once: a block lasts a quarter of a second, resets are whole ones."""
+        headers = self.headers.copy()
+        if self.requests_left is not None:
+            headers["x-ratelimit-remaining-requests"] = \
+                str(max(0, self.requests_left + self.slots - self.used))
+        if self.tokens_left is not None:
+            headers["x-ratelimit-remaining-tokens"] = \
+                str(max(0, self.tokens_left + self.granted_tokens - self.used_tokens))
+        return RateVerdict(True, headers=headers)
 
 
 class AllowanceWrite:
@@ -153,7 +158,7 @@ class Allowances:
         allowance.used += 1
         allowance.used_tokens += check.tokens
         check.allowance = allowance
-        verdict = allowance.verdict(now)
+        verdict = allowance.verdict()
         if allowance.used == allowance.slots:
             self.close(allowance)
             pace.allowance = None

@@ -56,6 +56,7 @@ class RateVerdict(msgspec.Struct, frozen=True):
     refused_by: str = ""     # the subject's name
     refused_limit: str = ""  # "requests" or "tokens"
     retry_after_ms: int = 0
+    headers: dict[str, str] | None = None  # the x-ratelimit-* headers, when made already
 
 
 class _Log:
