@@ -15,6 +15,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from nexus.config.schema import RedisConfig
+from nexus.store import redis_tenants
 from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
 from nexus.tenants import allowance as allowance_module
@@ -199,12 +200,9 @@ async def waves(stores: list[RedisStore], subject: RateSubject, count: int,
 
 
 async def give_back(stores: list[RedisStore]) -> None:
+    """What each replica does as it stops: every open block closes and goes back."""
     for store in stores:
-        tenants = store.tenants
-        for pace in tenants.allowances._paces.values():
-            if pace.allowance is not None:
-                tenants.allowances.expire(pace.allowance)
-        await tenants.settle_now()
+        await store.tenants.give_back()
 
 
 async def test_a_busy_key_far_from_its_limits_is_admitted_from_blocks_and_counted_exactly(
@@ -269,3 +267,20 @@ async def test_when_an_asks_call_fails_its_waiters_fail_with_it_without_another_
                                      for n in range(5)), return_exceptions=True)
     assert all(isinstance(r, StoreError) for r in results), results
     assert len(calls) == 1  # the four behind the ask waited for it, then failed with it
+
+
+async def test_a_stopping_replica_gives_back_its_open_blocks(
+        stores: list[RedisStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (allowance_module, redis_tenants):  # open until it stops, however slow
+        monkeypatch.setattr(module, "ALLOWANCE_SECONDS", 60.0)
+    subject = RateSubject("key:stopping", rpm=1_000_000)
+    leaving = RedisStore(stores[0].config)
+    await leaving.start()
+    try:
+        done = await waves([leaving], subject, 400, 40)
+        assert any(c.allowance is not None and not c.allowance.closed for c, _ in done)
+        requests, _ = await stores[0].rate_usage(subject)
+        assert requests > 400, "an open block's unused slots count while it is open"
+    finally:
+        await leaving.close()
+    assert (await stores[0].rate_usage(subject))[0] == 400

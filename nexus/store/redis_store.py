@@ -177,6 +177,7 @@ class RedisStore:
         with contextlib.suppress(TimeoutError, StoreError):
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
+                await self.tenants.give_back()
         self._release_waiters()
         if self._pending:
             lost = sum(r.cost_micro_usd for r in self._pending.values())

@@ -93,6 +93,11 @@ class RedisTenants:
             if name:
                 held[name] = held.get(name, 0) + reservation.estimate_micro_usd
 
+    async def give_back(self) -> None:
+        """Before the replica stops: open allowances' unused parts, and what is queued."""
+        self.allowances.close_all()
+        await self.settle_now()
+
     async def close(self) -> None:
         await self._rate.close()
         await self._settle.close()

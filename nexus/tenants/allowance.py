@@ -215,6 +215,14 @@ class Allowances:
             pace.allowance = None
         self.close(allowance)
 
+    def close_all(self) -> None:
+        """Every open allowance closes (the replica is stopping): their unused parts go
+        back rather than counting for a minute."""
+        for pace in self._paces.values():
+            if pace.allowance is not None:
+                self.close(pace.allowance)
+                pace.allowance = None
+
     def close(self, allowance: Allowance) -> None:
         if not allowance.closed:
             allowance.closed = True
