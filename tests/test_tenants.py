@@ -282,3 +282,29 @@ async def test_a_frozen_redis_lets_limited_keys_follow_when_stale_without_waitin
         assert store.circuit.refused - refused_before == 20  # type: ignore[attr-defined]
     finally:
         own_redis.process.send_signal(signal.SIGCONT)
+
+
+async def test_a_busy_keys_requests_pass_on_allowances_counted_exactly_and_in_metrics(
+        redis_gateway: RunningGateway, own_redis: RedisServer, redis_prefix: str,
+        http: aiohttp.ClientSession) -> None:
+    from nexus.store.keys import Keys
+
+    status, made = await admin(http, redis_gateway, "POST", "/admin/keys",
+                               {"name": "busy", "rpm": 1_000_000})
+    assert status == 201
+    answers = []
+    for _ in range(10):  # waves of 30 at once: a pace that earns blocks
+        answers += await asyncio.gather(*(ask(http, redis_gateway, made["secret"])
+                                          for _ in range(30)))
+    assert [a[0] for a in answers] == [200] * 300
+    assert all(int(a[1]["x-ratelimit-remaining-requests"]) < 1_000_000 for a in answers)
+    async with http.get(redis_gateway.url + "/metrics") as r:
+        metrics = await r.text()
+    judged = {by: int(next(line.rsplit(" ", 1)[1] for line in metrics.splitlines()
+                           if line.startswith(f'nexus_rate_checks_total{{by="{by}"}}')))
+              for by in ("allowance", "store", "local_share")}
+    assert sum(judged.values()) == 300
+    assert judged["allowance"] > 0, judged
+    await redis_gateway.stop()  # gives back what its open block did not use
+    requests = Keys(redis_prefix).rate_requests("key:busy", "key:busy")
+    assert own_redis.client().zcard(requests) == judged["allowance"] + judged["store"]

@@ -27,6 +27,10 @@ class Stats:
         self.key_spend: Counter[str] = Counter()                # micro-USD
         self.team_requests: Counter[str] = Counter()
         self.team_spend: Counter[str] = Counter()
+        # How limited requests were judged: "allowance" (a block this replica holds),
+        # "store" (a rate.lua call, or the in-process store), "local_share" (the store
+        # could not be asked: a share of the limit, by when_stale).
+        self.rate_checks: Counter[str] = Counter()
 
     def response(self, backend: str, status: int, usage: Usage | None,
                  estimated: bool = False) -> None:

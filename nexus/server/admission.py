@@ -9,6 +9,7 @@ limit divided by the live replicas), `fail_closed` refuses with 503 and Retry-Af
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 
 from nexus.errors import ModelNotAllowed, NoViableBackend, RateLimitExceeded
@@ -24,9 +25,11 @@ DEFAULT_OUTPUT_TOKENS = 512  # a request's output estimate when it sets no max_t
 
 
 class Admission:
-    def __init__(self, store: Store, live_replicas: Callable[[], int] = lambda: 1) -> None:
+    def __init__(self, store: Store, live_replicas: Callable[[], int] = lambda: 1,
+                 judged: Counter[str] | None = None) -> None:
         self.store = store
         self.local = LocalLimiter(share=live_replicas)  # only while the store is away
+        self.judged = Counter[str]() if judged is None else judged  # by whom (Stats)
 
     @staticmethod
     def check_model(tenant: Tenant, model: str) -> None:
@@ -43,7 +46,11 @@ class Admission:
         check = RateCheck(request_id, _tokens(needs), tenant.rate_subjects)
         try:
             verdict = await self.store.rate_check(check)
+            block = check.allowance
+            self.judged["allowance" if block is not None and block.lease_id != request_id
+                        else "store"] += 1
         except StoreError:
+            self.judged["local_share"] += 1
             verdict = self._without_store(tenant, check)
         headers = (verdict.headers or ratelimit_headers(verdict.quotas)) if verdict.allowed \
             else refusal_headers(check, verdict)

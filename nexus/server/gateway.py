@@ -47,14 +47,15 @@ class Gateway:
                                self.supervisor)
         self.tenancy = Tenancy(config, self.store, environ or dict(os.environ))
         fleet = self.fleet
+        self.stats = Stats()
         self.admission = Admission(self.store,
-                                   (lambda: fleet.replica_count) if fleet else (lambda: 1))
+                                   (lambda: fleet.replica_count) if fleet else (lambda: 1),
+                                   self.stats.rate_checks)
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view,
                              tenant_spend=self.store.tenant_spend,
                              health=config.health_check)
         self.waiting = WaitQueue(config.queue)
-        self.stats = Stats()
         self.recorder = OutcomeRecorder(self.stats)  # the one writer of backend state
         self.feed = Feed(stage_names(self.router))  # recent decisions, for the dashboard
         self._session: aiohttp.ClientSession | None = None

@@ -61,6 +61,11 @@ def _tenant_lines(stats: Stats) -> list[str]:
                   f"tenant {kind}.", f"# TYPE nexus_{kind}_spend_micro_usd_total counter"]
         lines += [f'nexus_{kind}_spend_micro_usd_total{{{kind}="{_escape(n)}"}} {c}'
                   for n, c in sorted(spend.items())]
+    lines += ["# HELP nexus_rate_checks_total Rate-limited requests, by what judged them: "
+              "allowance (a block of the limit this replica holds), store, local_share "
+              "(the store unreachable).", "# TYPE nexus_rate_checks_total counter"]
+    lines += [f'nexus_rate_checks_total{{by="{by}"}} {stats.rate_checks[by]}'
+              for by in ("allowance", "store", "local_share")]
     return lines
 
 
