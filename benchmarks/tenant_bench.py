@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -138,6 +139,11 @@ def measure(client: redis.Redis, url: str, args: argparse.Namespace, pid: int,
         f"{k} {v['calls']} calls, {v['usec_per_call']:.0f} us each" for k, v in scripts.items()))
     print(f"Redis commands sent per limited request: {statistics.median(sent_per_request):.3f}"
           " (script calls and the snapshot's reads)")
+    with urllib.request.urlopen(f"{url}/metrics") as response:
+        judged = [line.split("{", 1)[1] for line in response.read().decode().splitlines()
+                  if line.startswith("nexus_rate_checks_total{")]
+    print("limited requests judged by: " + ", ".join(
+        line.replace('by="', "").replace('"} ', " ") for line in judged))
 
 
 if __name__ == "__main__":
