@@ -29,6 +29,7 @@ from nexus.tenants.rates import Quota, RateCheck, RateSubject, RateVerdict
 
 ALLOWANCE_SECONDS = 0.25  # an allowance's period: how long its slots may be used
 PACE_FLOOR_SECONDS = 0.05  # a pace is measured over at least this long
+PACE_WINDOW_SECONDS = 1.0  # and at most this long: what came before is not its pace now
 MIN_SLOTS = 8              # a smaller block saves less than it costs to return
 MAX_SLOTS = 1000
 MAX_KEYS = 10_000
@@ -178,6 +179,9 @@ class Allowances:
         elapsed = max(now - pace.since, PACE_FLOOR_SECONDS)
         slots = min(MAX_SLOTS, int(pace.arrivals * ALLOWANCE_SECONDS / elapsed))
         if slots < MIN_SLOTS:
+            if elapsed >= PACE_WINDOW_SECONDS:  # a quiet key: measure afresh
+                pace.arrivals = pace.tokens = 0
+                pace.since = now
             return None
         limited = any(s.tpm for s in check.subjects)
         tokens = -(-pace.tokens * slots // pace.arrivals) if limited else 0
