@@ -9,7 +9,8 @@ replica or three sharing a key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,7 +20,7 @@ from nexus.store import redis_tenants
 from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
 from nexus.tenants import allowance as allowance_module
-from nexus.tenants.allowance import ALLOWANCE_SECONDS, Allowances, Ask
+from nexus.tenants.allowance import ALLOWANCE_SECONDS, Allowance, Allowances, Ask
 from nexus.tenants.rates import Quota, RateCheck, RateSubject, RateVerdict
 from tests.redis_server import RedisServer
 from tests.redis_topologies import RedisClusterServers
@@ -52,14 +53,25 @@ def paced(allowances: Allowances, clock: Clock, arrivals: int, seconds: float) -
         clock.now += seconds / arrivals
 
 
-async def granted_block(allowances: Allowances, clock: Clock) -> tuple[RateCheck, Ask]:
-    paced(allowances, clock, 40, 0.1)  # 400 a second: a period's worth is 100
+class Granted(NamedTuple):
+    allowances: Allowances
+    clock: Clock
+    ask: Ask
+    block: Allowance
+
+
+async def granted_block(wake: Callable[[], None] = lambda: None) -> Granted:
+    """Alice at 400 requests a second (a period's worth is 100) asks, and is granted."""
+    clock = Clock()
+    allowances = Allowances(clock, wake)
+    paced(allowances, clock, 40, 0.1)
     asker = check("asker")
     assert allowances.take(asker) is None
     ask = allowances.ask(asker)
     assert ask is not None
     allowances.answered(asker, ask, grant(asker))
-    return asker, ask
+    assert asker.allowance is not None
+    return Granted(allowances, clock, ask, asker.allowance)
 
 
 async def test_a_block_is_sized_to_the_keys_pace_and_asked_for_once() -> None:
@@ -101,12 +113,8 @@ async def test_a_key_that_was_quiet_for_long_earns_a_block_as_soon_as_it_is_busy
 
 
 async def test_a_block_admits_its_slots_then_gives_back_nothing() -> None:
-    clock = Clock()
     woken: list[int] = []
-    allowances = Allowances(clock, wake=lambda: woken.append(1))
-    asker, ask = await granted_block(allowances, clock)
-    block = asker.allowance
-    assert block is not None
+    allowances, _, ask, block = await granted_block(wake=lambda: woken.append(1))
     assert block.slots == ask.slots + 1
     admitted = [check(f"r{n}") for n in range(ask.slots)]
     verdicts = [allowances.take(c) for c in admitted]
@@ -133,11 +141,7 @@ async def test_a_block_admits_its_slots_then_gives_back_nothing() -> None:
 
 
 async def test_at_its_periods_end_a_block_gives_back_its_unused_slots_and_tokens() -> None:
-    clock = Clock()
-    allowances = Allowances(clock)
-    asker, ask = await granted_block(allowances, clock)
-    block = asker.allowance
-    assert block is not None
+    allowances, clock, ask, block = await granted_block()
     used = [check(f"r{n}") for n in range(5)]
     for c in used:
         assert allowances.take(c) is not None
@@ -155,11 +159,7 @@ async def test_at_its_periods_end_a_block_gives_back_its_unused_slots_and_tokens
 
 
 async def test_a_request_its_block_has_no_tokens_for_closes_it() -> None:
-    clock = Clock()
-    allowances = Allowances(clock)
-    asker, ask = await granted_block(allowances, clock)
-    block = asker.allowance
-    assert block is not None
+    allowances, _, ask, block = await granted_block()
     assert allowances.take(check("big", tokens=ask.tokens + 1)) is None
     assert block.closed
     (write,) = allowances.writes()
@@ -167,11 +167,7 @@ async def test_a_request_its_block_has_no_tokens_for_closes_it() -> None:
 
 
 async def test_a_timer_closes_an_idle_block() -> None:
-    clock = Clock()
-    allowances = Allowances(clock)
-    asker, _ = await granted_block(allowances, clock)
-    block = asker.allowance
-    assert block is not None
+    allowances, _, _, block = await granted_block()
     allowances.expire(block)
     assert block.closed
     assert allowances.take(check("next")) is None
