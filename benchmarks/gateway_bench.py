@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +55,16 @@ class Result:
     errors: int
 
 
-def run_args(doc: str, repeats: int = 3) -> argparse.Namespace:
-    """The arguments every load benchmark takes: --duration, --repeats, --connections."""
+def run_args(doc: str, repeats: int = 3,
+             more: Callable[[argparse.ArgumentParser], object] = lambda _: None) -> \
+        argparse.Namespace:
+    """The arguments every load benchmark takes: --duration, --repeats, --connections;
+    `more` adds a benchmark's own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--connections", type=int, default=64)
+    more(parser)
     return parser.parse_args()
 
 
@@ -115,11 +120,12 @@ def start(args: list[str], ready_url: str, env: dict[str, str] | None = None,
 
 def served_by_wrk(url: str, body: str, connections: int, duration: int,
                   headers: dict[str, str] | None = None, cpu: str | None = None,
-                  path: str = "/v1/chat/completions") -> int:
-    """Requests of `body` sent by wrk for `duration` seconds: how many got a 2xx."""
+                  path: str = "/v1/chat/completions", lua: str = "") -> int:
+    """Requests of `body` sent by wrk for `duration` seconds: how many got a 2xx. `lua`
+    is more of wrk's script (a `request` function, say)."""
     lines = ['wrk.method = "POST"', f"wrk.body = [[{body}]]",
              'wrk.headers["Content-Type"] = "application/json"',
-             *(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())]
+             *(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()), lua]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name,

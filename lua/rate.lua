@@ -20,9 +20,10 @@
 -- ARGV[1]  window, milliseconds (60000)
 -- ARGV[2]  the checks as JSON (one argument: cheap to send in a batch):
 --          [[request id, token estimate, [[i, rpm, tpm], ...one per subject]
---            (, slots asked, tokens asked)], ...]
+--            (, slots asked, tokens asked, the allowance's period in ms)], ...]
 --          where KEYS[i] and KEYS[i + 1] are the subject's keys (0: no such limit)
--- ARGV[3]  an allowance's period, milliseconds
+-- ARGV[3]  the longest period an allowance may have, milliseconds (the keys' TTLs
+--          cover it)
 -- ARGV[4]  settlements, applied before the checks, as JSON: [[request id, estimate,
 --          actual tokens, [i, ...] (, allowance id, first, last)], ...] where KEYS[i],
 --          KEYS[i + 1] are the keys of each subject it counted in. Each replaces a
@@ -42,7 +43,7 @@
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local window = tonumber(ARGV[1])
-local period = tonumber(ARGV[3] or '0')
+local longest = tonumber(ARGV[3] or '0')
 local CHUNK = 2000  -- ZADD arguments per call: well inside Lua's stack
 local SETTLE_CHUNK = 1000  -- members per variadic call
 
@@ -162,7 +163,7 @@ for c, check in ipairs(cjson.decode(ARGV[2])) do
       s.tokens = s.tokens + tokens + more
       s.oldest = s.oldest or now
       if slots > 0 then
-        local ends = now + period
+        local ends = now + math.min(tonumber(check[6]), longest)
         s.adds[#s.adds + 1] = ends
         s.adds[#s.adds + 1] = id .. '.0:' .. (tokens + more)
         for n = 1, slots do
@@ -189,7 +190,7 @@ for _, at in ipairs(touched) do
     redis.call('ZADD', log, unpack(s.adds, from, math.min(from + CHUNK - 1, #s.adds)))
   end
   redis.call('INCRBY', sum, s.added)
-  redis.call('PEXPIRE', log, window + period)  -- an allowance's entries are scored ahead
-  redis.call('PEXPIRE', sum, window + period)
+  redis.call('PEXPIRE', log, window + longest)  -- an allowance's entries are scored ahead
+  redis.call('PEXPIRE', sum, window + longest)
 end
 return cjson.encode(answers)

@@ -16,11 +16,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from nexus.config.schema import RedisConfig
-from nexus.store import redis_tenants
 from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
 from nexus.tenants import allowance as allowance_module
-from nexus.tenants.allowance import ALLOWANCE_SECONDS, Allowance, Allowances, Ask
+from nexus.tenants.allowance import ALLOWANCE_SECONDS, MIN_SLOTS, Allowance, Allowances, Ask
 from nexus.tenants.rates import Quota, RateCheck, RateSubject, RateVerdict
 from tests.redis_server import RedisServer
 from tests.redis_topologies import RedisClusterServers
@@ -99,6 +98,20 @@ async def test_a_block_is_sized_to_the_keys_pace_and_asked_for_once() -> None:
     clock.now += ALLOWANCE_SECONDS
     paced(allowances, clock, 40, 0.1)
     assert allowances.ask(check("later")) is not None
+
+
+async def test_a_slower_key_gets_the_smallest_block_over_a_longer_period() -> None:
+    clock = Clock()
+    allowances = Allowances(clock)
+    paced(allowances, clock, 8, 1.0)              # 8 a second: a quarter second holds 2
+    ask = allowances.ask(check("slower"))
+    assert ask is not None
+    assert ask.slots == MIN_SLOTS
+    assert ask.period == pytest.approx(MIN_SLOTS / 8, rel=0.01)  # 8 arrivals in 1 s
+    allowances.answered(check("slower"), ask, None)
+    clock.now += 1.0
+    paced(allowances, clock, 2, 1.0)              # 2 a second: 8 slots would take 4 s
+    assert allowances.ask(check("slowest")) is None
 
 
 async def test_a_key_that_was_quiet_for_long_earns_a_block_as_soon_as_it_is_busy() -> None:
@@ -278,8 +291,8 @@ async def test_when_an_asks_call_fails_its_waiters_fail_with_it_without_another_
 
 async def test_a_stopping_replica_gives_back_its_open_blocks(
         stores: list[RedisStore], monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (allowance_module, redis_tenants):  # open until it stops, however slow
-        monkeypatch.setattr(module, "ALLOWANCE_SECONDS", 60.0)
+    for name in ("ALLOWANCE_SECONDS", "MAX_PERIOD_SECONDS"):  # open until it stops,
+        monkeypatch.setattr(allowance_module, name, 60.0)     # however slow the machine
     subject = RateSubject("key:stopping", rpm=1_000_000)
     leaving = RedisStore(stores[0].config)
     await leaving.start()

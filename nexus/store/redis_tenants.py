@@ -23,7 +23,7 @@ from nexus.store.base import Reservation, TenantRecords
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.store.script_line import ScriptLine
-from nexus.tenants.allowance import ALLOWANCE_SECONDS, Allowance, Allowances, AllowanceWrite, Ask
+from nexus.tenants.allowance import MAX_PERIOD_SECONDS, Allowance, Allowances, AllowanceWrite, Ask
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import WINDOW_MS, Quota, RateCheck, RateSubject, RateVerdict
 
@@ -35,7 +35,7 @@ CHECK_BATCH = 256
 KEY_NAME_CACHE = 10_000
 _encode = msgspec.json.Encoder().encode
 _decode_answers = msgspec.json.Decoder(list[list[Any]]).decode
-ALLOWANCE_MS = int(ALLOWANCE_SECONDS * 1000)
+MAX_PERIOD_MS = int(MAX_PERIOD_SECONDS * 1000)  # how far ahead blocks may be scored
 _key_decoder = msgspec.json.Decoder(KeyRecord)
 _team_decoder = msgspec.json.Decoder(TeamRecord)
 
@@ -193,7 +193,7 @@ class RedisTenants:
                                     [check for check, _, _ in settlements])
         sent = _encode([_check_entry(check, ask, at) for check, ask in checks])
         answers = _decode_answers(await self._rate(keys=keys, args=[
-            WINDOW_MS, sent, ALLOWANCE_MS, _encode(_settle_entries(settlements, at))]))
+            WINDOW_MS, sent, MAX_PERIOD_MS, _encode(_settle_entries(settlements, at))]))
         verdicts = []
         for (check, ask), answer in zip(checks, answers, strict=True):
             verdict = _verdict(check, answer)
@@ -202,7 +202,7 @@ class RedisTenants:
                 allowance = self.allowances.answered(check, ask, verdict if granted else None)
                 if allowance is not None:
                     asyncio.get_running_loop().call_later(
-                        ALLOWANCE_SECONDS, self.allowances.expire, allowance)
+                        ask.period, self.allowances.expire, allowance)
             verdicts.append(verdict)
         return verdicts
 
@@ -265,7 +265,7 @@ class RedisTenants:
     async def _settle_group(self, batch: list[Settlement]) -> None:
         keys, at = self._batch_keys([check for check, _, _ in batch])
         try:
-            await self._settle(keys=keys, args=[WINDOW_MS, "[]", ALLOWANCE_MS,
+            await self._settle(keys=keys, args=[WINDOW_MS, "[]", MAX_PERIOD_MS,
                                                 _encode(_settle_entries(batch, at))])
         except (RedisError, OSError):
             return
@@ -295,7 +295,8 @@ def _check_entry(check: RateCheck, ask: Ask | None, at: dict[str, int]) -> list[
     limits = [[at[s.name], s.rpm, s.tpm] for s in check.subjects]
     if ask is None:
         return [check.request_id, check.tokens, limits]
-    return [check.request_id, check.tokens, limits, ask.slots, ask.tokens]
+    return [check.request_id, check.tokens, limits, ask.slots, ask.tokens,
+            int(ask.period * 1000)]
 
 
 def _settle_entries(settlements: list[Settlement], at: dict[str, int]) -> list[list[Any]]:

@@ -10,12 +10,13 @@ past a limit.
 
 Redis grants a block only while each of the request's subjects stays at or under
 half of each of its limits with the block counted, so near a limit every request is
-checked one by one, as before. The block's size follows the key's own pace on this
-replica (its arrivals over the last period), so a burst that fills a block's worth
-is checked one by one too. An allowance closes when it is used up or its period
-ends, and its unused slots and tokens go back with the next settlement call; a
-replica with an unused block can refuse another's request early only within one
-period of the key crossing half its limit.
+checked one by one, as before. The block follows the key's own pace on this replica
+(its arrivals since the last ask, over at most a second): a period's worth at 0.25 s
+for a busy key, and for a slower one the smallest block worth having (8 slots) over
+as long as it takes, up to 2 s; a key slower than that is checked one by one. An
+allowance closes when it is used up or its period ends, and its unused slots and
+tokens go back with the next call; a replica with an unused block can refuse another's
+request early only within one period of the key crossing half its limit.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from collections.abc import Callable
 from nexus.tenants.headers import ratelimit_headers, tightest
 from nexus.tenants.rates import Quota, RateCheck, RateSubject, RateVerdict
 
-ALLOWANCE_SECONDS = 0.25  # an allowance's period: how long its slots may be used
-PACE_FLOOR_SECONDS = 0.05  # a pace is measured over at least this long
+ALLOWANCE_SECONDS = 0.25  # a busy key's allowance period: how long its slots may be used
+MAX_PERIOD_SECONDS = 2.0  # a slower key's, at most
+PACE_FLOOR_SECONDS = 0.1  # a pace is measured over at least this long
 PACE_WINDOW_SECONDS = 1.0  # and at most this long: what came before is not its pace now
 MIN_SLOTS = 8              # a smaller block saves less than it costs to return
 MAX_SLOTS = 1000
@@ -40,11 +42,12 @@ class Ask:
     """A block asked for with one request's check: `slots` more requests, `tokens` more
     tokens; answered (granted or not) by the call that carries the check."""
 
-    __slots__ = ("answered", "error", "slots", "tokens")
+    __slots__ = ("answered", "error", "period", "slots", "tokens")
 
-    def __init__(self, slots: int, tokens: int) -> None:
+    def __init__(self, slots: int, tokens: int, period: float = ALLOWANCE_SECONDS) -> None:
         self.slots = slots
         self.tokens = tokens
+        self.period = period  # seconds its slots may be used, once granted
         self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None  # its call failed: so do its waiters'
 
@@ -80,7 +83,7 @@ class Allowance:
         self.used_tokens = check.tokens  # estimates, each replaced by its actual when settled
         self.returned = False            # its unused slots have gone back
         self.closed = False
-        self.ends_at = now + ALLOWANCE_SECONDS
+        self.ends_at = now + ask.period
         self.headers = ratelimit_headers(quotas)  # the subjects' standing at the grant
         requests, tokens = tightest(quotas)
         self.requests_left = requests.remaining_requests if requests else None
@@ -177,8 +180,11 @@ class Allowances:
         if pace.ask is not None or pace.allowance is not None or now < pace.quiet_until:
             return None
         elapsed = max(now - pace.since, PACE_FLOOR_SECONDS)
-        slots = min(MAX_SLOTS, int(pace.arrivals * ALLOWANCE_SECONDS / elapsed))
-        if slots < MIN_SLOTS:
+        per_second = pace.arrivals / elapsed
+        slots, period = min(MAX_SLOTS, int(per_second * ALLOWANCE_SECONDS)), ALLOWANCE_SECONDS
+        if slots < MIN_SLOTS:  # slower: the smallest block, over as long as it takes
+            slots, period = MIN_SLOTS, MIN_SLOTS / per_second
+        if pace.arrivals < 2 or period > MAX_PERIOD_SECONDS:
             if elapsed >= PACE_WINDOW_SECONDS:  # a quiet key: measure afresh
                 pace.arrivals = pace.tokens = 0
                 pace.since = now
@@ -187,7 +193,7 @@ class Allowances:
         tokens = -(-pace.tokens * slots // pace.arrivals) if limited else 0
         pace.arrivals = pace.tokens = 0
         pace.since = now
-        pace.ask = Ask(slots, tokens)
+        pace.ask = Ask(slots, tokens, period)
         return pace.ask
 
     def answered(self, check: RateCheck, ask: Ask, granted: RateVerdict | None,
