@@ -191,3 +191,27 @@ async def test_with_redis_frozen_each_replica_admits_its_share_without_waiting(
 async def _merged(http: aiohttp.ClientSession, replicas: list[Replica]) -> list[int]:
     """How many live replicas each replica counted at its last merge (via /health)."""
     return [int((await r.health(http))["replica"].get("fleet_size", 0)) for r in replicas]
+
+
+async def test_a_busy_key_over_three_replicas_is_counted_exactly_through_its_allowances(
+        start_fleet: Any, http: aiohttp.ClientSession) -> None:
+    # Far from its limits, each replica admits most of the key's requests from a block
+    # of them it holds; stopped, each gives back what it did not use, and Redis counts
+    # exactly the requests served and the tokens they used (1 in + 50 out each).
+    replicas = await start_fleet([key("busy", rpm=1_000_000, tpm=1_000_000_000)])
+    statuses: list[int] = []
+    for _ in range(10):
+        statuses += [a[0] for a in await fire(http, replicas, ["busy-secret"], 60,
+                                              max_tokens=50)]
+    assert statuses == [200] * 600
+    judged = 0
+    for replica in replicas:
+        async with http.get(replica.url + "/metrics") as response:
+            judged += sum(int(line.rsplit(" ", 1)[1]) for line in (await response.text())
+                          .splitlines() if line.startswith('nexus_rate_checks_total{by="allow'))
+    assert judged > 0, "the replicas admitted from allowances"
+    for replica in replicas:
+        replica.stop()
+    keys, client = Keys(start_fleet.prefix), start_fleet.redis.client()
+    assert client.zcard(keys.rate_requests("key:busy", "key:busy")) == 600
+    assert int(client.get(keys.rate_tokens("key:busy", "key:busy"))) == 600 * 51
