@@ -91,6 +91,8 @@ async def test_a_block_is_sized_to_the_keys_pace_and_asked_for_once() -> None:
     assert allowances.ask(other) is None                     # one ask out at a time
     assert allowances.pending(other) is ask
     allowances.answered(asker, ask, None)                    # refused: over the half
+    allowances.answered(asker, ask, grant(asker), RuntimeError())  # answered once only
+    assert asker.allowance is None
     assert ask.answered.done()
     assert allowances.pending(other) is None
     paced(allowances, clock, 40, 0.1)

@@ -199,7 +199,10 @@ class Allowances:
     def answered(self, check: RateCheck, ask: Ask, granted: RateVerdict | None,
                  error: BaseException | None = None) -> Allowance | None:
         """The call carrying `ask` came back: with the grant's verdict, or None (refused:
-        over the half), or failed with `error`."""
+        over the half), or failed with `error`. Once only: a batch that failed after
+        some of its calls answered (a cluster's) leaves those as they were."""
+        if ask.answered.done():
+            return None
         now = self._clock()
         pace = self._paces.get(check.subjects)
         allowance = None
