@@ -308,3 +308,34 @@ async def test_a_busy_keys_requests_pass_on_allowances_counted_exactly_and_in_me
     await redis_gateway.stop()  # gives back what its open block did not use
     requests = Keys(redis_prefix).rate_requests("key:busy", "key:busy")
     assert own_redis.client().zcard(requests) == judged["allowance"] + judged["store"]
+
+
+async def test_a_request_judged_by_the_local_share_settles_its_tokens_there() -> None:
+    from nexus.config.schema import RedisConfig
+    from nexus.errors import RateLimitExceeded
+    from nexus.pipeline.types import Requirements
+    from nexus.server.admission import Admission
+    from nexus.store.redis_store import RedisStore
+    from nexus.tenants.model import KeyRecord
+    from nexus.tenants.table import TenantTable
+    from tests.redis_server import free_port
+
+    store = RedisStore(RedisConfig(url=f"redis://127.0.0.1:{free_port()}/0", prefix="away"))
+    admission = Admission(store)  # nothing listens there: every check is the local share's
+    table = TenantTable([KeyRecord(name="alice", secret_sha256=sha256_of("a"), tpm=1000)])
+    alice = table.by_name("alice")
+    assert alice is not None
+    estimate_500 = Requirements(input_tokens=10, max_output_tokens=490)
+    try:
+        first, _ = await admission.admit(alice, "r1", estimate_500)
+        assert first is not None
+        assert first.local
+        with pytest.raises(RateLimitExceeded):  # 500 + 501 > 1000
+            await admission.admit(alice, "r2", Requirements(input_tokens=11,
+                                                            max_output_tokens=490))
+        admission.settle(first, 20)             # it used 20: 20 + 500 fit
+        assert (await admission.admit(alice, "r3", estimate_500))[0] is not None
+        assert admission.local.usage("key:alice") == (2, 520)
+        assert admission.judged["local_share"] == 3
+    finally:
+        await store.close()

@@ -67,10 +67,16 @@ class Admission:
             if limits is not None and limits.rate_limited and limits.when_stale == "fail_closed":
                 raise NoViableBackend("the rate-limit store is unreachable and this key's "
                                       "limits fail closed (when_stale)", retry_after=1)
+        check.local = True
         return self.local.check(check)
 
     def settle(self, check: RateCheck | None, actual_tokens: int) -> None:
-        if check is not None and any(s.tpm for s in check.subjects):
+        """The request's estimate replaced with what it used, where it was counted."""
+        if check is None or not any(s.tpm for s in check.subjects):
+            return
+        if check.local:
+            self.local.settle(check, actual_tokens)
+        else:
             self.store.settle_rate(check, actual_tokens)
 
 

@@ -39,6 +39,7 @@ class RateCheck(msgspec.Struct):
     tokens: int        # the estimate: input plus max_tokens (or the default)
     subjects: tuple[RateSubject, ...]
     allowance: Allowance | None = None  # the block it was admitted from, if one
+    local: bool = False  # judged by the replica's local share: the store was away
 
 
 class Quota(msgspec.Struct, frozen=True):
