@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
 
+import msgspec
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -306,3 +307,17 @@ async def test_a_stopping_replica_gives_back_its_open_blocks(
     finally:
         await leaving.close()
     assert (await stores[0].rate_usage(subject))[0] == 400
+
+
+async def test_with_allowances_off_every_check_goes_to_redis(
+        stores: list[RedisStore]) -> None:
+    strict = RedisStore(msgspec.structs.replace(stores[0].config, rate_allowances=False))
+    await strict.start()
+    try:
+        subject = RateSubject("key:strict", rpm=1_000_000)
+        done = await waves([strict], subject, 400, 40)
+        assert all(verdict.allowed for _, verdict in done)
+        assert all(checked.allowance is None for checked, _ in done)
+        assert (await strict.rate_usage(subject))[0] == 400  # nothing ahead, nothing held
+    finally:
+        await strict.close()

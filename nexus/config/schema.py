@@ -64,6 +64,9 @@ class RedisConfig(Section):
     snapshot_interval_seconds: PositiveFloat = 1.0  # how often the budget view is re-read
     stale_after_seconds: PositiveFloat = 10.0       # a view older than this is stale
     timeout_seconds: PositiveFloat = 1.0            # per Redis command
+    # A busy key's replica may lease a block of its rate limits (docs/tenants.md); off,
+    # every limited request is checked by Redis and none is ever refused early.
+    rate_allowances: bool = True
 
 
 class FleetConfig(Section):

@@ -73,7 +73,7 @@ class RedisStore:
         self._spend = self.client.register_script(lua_script("spend"))
         self._reserve = self.client.register_script(lua_script("reserve"))
         self._expire = self.client.register_script(lua_script("expire_reservations"))
-        self.tenants = RedisTenants(self.client, self.keys)
+        self.tenants = RedisTenants(self.client, self.keys, config.rate_allowances)
         # Spend counts as written once config.wait_replicas replicas have it.
         self.replicated = Replicated(self.client, config.wait_replicas, config.wait_timeout_ms)
         self._month = month

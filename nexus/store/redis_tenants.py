@@ -41,7 +41,7 @@ _team_decoder = msgspec.json.Decoder(TeamRecord)
 
 
 class RedisTenants:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, allowances: bool = True) -> None:
         self.client = client
         self.keys = keys
         self.records = TenantRecords()
@@ -53,7 +53,7 @@ class RedisTenants:
         self._sender: asyncio.Task[None] | None = None
         self._key_names: dict[tuple[str, str], tuple[str, str]] = {}  # subject's two keys
         self.wake = asyncio.Event()
-        self.allowances = Allowances(wake=self.wake.set)
+        self.allowances = Allowances(wake=self.wake.set, enabled=allowances)
 
     # -- the snapshot --------------------------------------------------------------------
     def snapshot_reads(self, pipe: Any, month: str) -> None:

@@ -139,8 +139,9 @@ class _Pace:
 
 class Allowances:
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 wake: Callable[[], None] = lambda: None) -> None:
+                 wake: Callable[[], None] = lambda: None, enabled: bool = True) -> None:
         self._clock = clock
+        self._enabled = enabled  # off: never an ask, so every check goes to Redis
         self._wake = wake  # the settlement writer has something to send
         self._paces: dict[tuple[RateSubject, ...], _Pace] = {}
         self._dirty: dict[int, Allowance] = {}  # closed, with a change Redis must hear
@@ -175,6 +176,8 @@ class Allowances:
 
     def ask(self, check: RateCheck) -> Ask | None:
         """A block to ask for with this check, sized to the key's pace here."""
+        if not self._enabled:
+            return None
         now = self._clock()
         pace = self._pace(check.subjects, now)
         if pace.ask is not None or pace.allowance is not None or now < pace.quiet_until:
