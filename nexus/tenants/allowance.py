@@ -97,7 +97,7 @@ class Allowance:
     def verdict(self) -> RateVerdict:
         """The standing to report: the grant's, plus what is still unused in the block
         (counted in Redis, but still this key's to use). The limits and resets are the
-        grant's, made once: a block lasts a quarter of a second, resets are whole ones."""
+        grant's, made once: a block lasts 2 s at most, and resets are whole seconds."""
         headers = self.headers.copy()
         if self.requests_left is not None:
             headers["x-ratelimit-remaining-requests"] = \
