@@ -3,8 +3,8 @@
 Starts a redis-server, a mock backend and one Nexus replica (pinned to its own core)
 with keys from the config: `limited` (rpm and tpm far above the load, so nothing is
 refused and every request pays the fleet-wide check), `unlimited`, and `--spread`
-more limited keys that wrk takes in turn (`spread`: each key at a pace too low to earn
-an allowance, so each request is checked by Redis, in batches). wrk drives each in
+more limited keys that wrk takes in turn (`spread`: each key at a modest pace, so it
+earns only the smallest allowances and more of its requests go to Redis). wrk drives each in
 turn, interleaved and repeated; the medians give the limited traffic's throughput as
 a share of the unlimited key's, and `INFO commandstats` gives the Redis commands each
 limited request sent. Last, the key table's lookup cost with 10 and 10,000 keys.

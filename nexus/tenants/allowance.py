@@ -157,16 +157,14 @@ class Allowances:
         if allowance is None:
             return None
         if now >= allowance.ends_at or not allowance.admits(check.tokens):
-            self.close(allowance)
-            pace.allowance = None
+            self._end(pace)
             return None
         allowance.used += 1
         allowance.used_tokens += check.tokens
         check.allowance = allowance
         verdict = allowance.verdict()
         if allowance.used == allowance.slots:
-            self.close(allowance)
-            pace.allowance = None
+            self._end(pace)
         return verdict
 
     def pending(self, check: RateCheck) -> Ask | None:
@@ -228,16 +226,14 @@ class Allowances:
         """Its period is over (a timer calls this): its unused part goes back."""
         pace = self._paces.get(allowance.subjects)
         if pace is not None and pace.allowance is allowance:
-            pace.allowance = None
-        self.close(allowance)
+            self._end(pace)
+        self.close(allowance)  # a block its pace no longer holds (used up, replaced)
 
     def close_all(self) -> None:
         """Every open allowance closes (the replica is stopping): their unused parts go
         back rather than counting for a minute."""
         for pace in self._paces.values():
-            if pace.allowance is not None:
-                self.close(pace.allowance)
-                pace.allowance = None
+            self._end(pace)
 
     def close(self, allowance: Allowance) -> None:
         if not allowance.closed:
@@ -269,6 +265,12 @@ class Allowances:
         self._dirty.clear()
         return writes
 
+    def _end(self, pace: _Pace) -> None:
+        """The key's open allowance, if it has one, closes and is forgotten."""
+        if pace.allowance is not None:
+            self.close(pace.allowance)
+            pace.allowance = None
+
     def _changed(self, allowance: Allowance) -> None:
         self._dirty[id(allowance)] = allowance
         self._wake()
@@ -277,9 +279,7 @@ class Allowances:
         pace = self._paces.get(subjects)
         if pace is None:
             if len(self._paces) >= MAX_KEYS:  # limits changed often: start over
-                for old in self._paces.values():
-                    if old.allowance is not None:
-                        self.close(old.allowance)
+                self.close_all()
                 self._paces.clear()
             pace = self._paces[subjects] = _Pace(now)
         return pace
