@@ -3,7 +3,6 @@ FROM python:3.11-slim AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY nexus ./nexus
-COPY lua ./lua
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
@@ -11,6 +10,6 @@ WORKDIR /app
 COPY --from=wheel /wheels /wheels
 # With the `fast` extra: uvloop is the event loop the image serves on.
 RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[fast]" && rm -rf /wheels
-COPY tests/mock_backend.py ./tests/mock_backend.py
+COPY tests/support/mock_backend.py ./tests/support/mock_backend.py
 COPY deploy ./deploy
 CMD ["nexus", "serve"]

@@ -19,7 +19,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mock=$(port); old=$(port); new=$(port); bare=$(port)
 config() { printf '[server]\nport = %s\n[[backends]]\nname = "mock"\nurl = "http://127.0.0.1:%s"\ntype = "vllm"\nzone = "restricted"\nmax_concurrent = 1024\n' "$1" "$mock"; }
 config "$old" > "$work/old.toml"; config "$new" > "$work/new.toml"
-taskset -c 0 "$py" tests/mock_backend.py --port "$mock" >/dev/null 2>&1 &
+taskset -c 0 "$py" tests/support/mock_backend.py --port "$mock" >/dev/null 2>&1 &
 (cd "$other" && NEXUS_CONFIG="$work/old.toml" exec taskset -c 1 "$OLDPWD/$py" -m nexus serve >/dev/null 2>&1) &
 old_pid=$!
 NEXUS_CONFIG="$work/new.toml" taskset -c 1 "$py" -m nexus serve >/dev/null 2>&1 &

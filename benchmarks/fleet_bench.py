@@ -84,7 +84,7 @@ def main() -> None:
         server = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
                                    "--appendonly", "no", "--dir", tmp],
                                   stdout=subprocess.DEVNULL)
-        mocks = [start([sys.executable, "tests/mock_backend.py", "--port", str(port),
+        mocks = [start([sys.executable, "tests/support/mock_backend.py", "--port", str(port),
                         "--models", model], f"http://127.0.0.1:{port}/v1/models")
                  for port, model in ((local_port, "local-model"), (paid_port, "paid-model"))]
         path = Path(tmp) / "nexus.toml"

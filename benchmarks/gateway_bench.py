@@ -77,7 +77,7 @@ def start_redis(directory: str, port: int) -> subprocess.Popen[bytes]:
 
 def start_mock(port: int, *extra: str) -> subprocess.Popen[bytes]:
     """The mock backend on the load core, up and answering."""
-    return start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
+    return start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/support/mock_backend.py",
                   "--port", str(port), *extra], f"http://127.0.0.1:{port}/v1/models")
 
 
@@ -204,7 +204,7 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     mock_port, bare_port = free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
-    mock = start(pinned(LOAD_CPU, [sys.executable, "tests/mock_backend.py", "--port",
+    mock = start(pinned(LOAD_CPU, [sys.executable, "tests/support/mock_backend.py", "--port",
                                    str(mock_port)]), mock_url + "/v1/models")
     bare = start(pinned(proxy_cpu, [sys.executable, "benchmarks/bare_proxy.py", "--port",
                                     str(bare_port), "--upstream", mock_url,

@@ -85,7 +85,7 @@ def main() -> None:
     mock_url = f"http://127.0.0.1:{mock_port}"
     config = nexus_config(nexus_port, mock_url)
     env = {**os.environ, "NEXUS_CONFIG": config}
-    mock = start(pinned("0", [sys.executable, "tests/mock_backend.py", "--port",
+    mock = start(pinned("0", [sys.executable, "tests/support/mock_backend.py", "--port",
                               str(mock_port)]), mock_url + "/v1/models")
     bare = ([sys.executable, "benchmarks/bare_proxy.py", "--port", str(bare_port),
              "--upstream", mock_url], f"http://127.0.0.1:{bare_port}/",

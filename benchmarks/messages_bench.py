@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=3, help="content events per answer")
     args = parser.parse_args()
     mock_port, port = free_port(), free_port()
-    mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
+    mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/support/mock_backend.py",
                   "--port", str(mock_port), "--chunks", str(args.chunks)],
                  f"http://127.0.0.1:{mock_port}/v1/models")
     config = nexus_config(port, f"http://127.0.0.1:{mock_port}", max_concurrent=4096)

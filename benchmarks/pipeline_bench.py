@@ -19,7 +19,7 @@ import msgspec
 from nexus.backends.backend import Backend
 from nexus.backends.registry import Registry
 from nexus.config.schema import Config
-from nexus.pipeline.intent import RoutingIntent
+from nexus.routing.intent import RoutingIntent
 from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from gateway_bench import LOAD_CPU, PROXY_CPU, free_port, run_args, served_by_wrk, start  # noqa: E402
 from tenant_bench import cpu_seconds  # noqa: E402
 
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.redis_topologies import RedisClusterServers  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_topologies import RedisClusterServers  # noqa: E402
 
 BODY = json.dumps({"model": "gpt-x", "messages": [{"role": "user", "content": "hello"}]})
 
@@ -68,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         mock_port = free_port()
-        mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/mock_backend.py",
+        mock = start(["taskset", "-c", LOAD_CPU, sys.executable, "tests/support/mock_backend.py",
                       "--port", str(mock_port), "--models", "gpt-x"],
                      f"http://127.0.0.1:{mock_port}/v1/models")
         (tmp / "m").mkdir()

@@ -95,7 +95,7 @@ def main() -> None:
     mock_port, nexus_port = free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
     config = nexus_config(nexus_port, mock_url, max_concurrent=2 * args.streams)
-    mock = start([sys.executable, "tests/mock_backend.py", "--port", str(mock_port),
+    mock = start([sys.executable, "tests/support/mock_backend.py", "--port", str(mock_port),
                   "--chunks", str(CHUNKS), "--chunk-delay", str(CHUNK_DELAY),
                   "--reply", " ".join(f"word{i}" for i in range(CHUNKS))],
                  mock_url + "/v1/models")

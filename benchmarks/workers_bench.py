@@ -54,7 +54,7 @@ def main() -> None:
         server = subprocess.Popen(["redis-server", "--port", str(redis_port), "--save", "",
                                    "--appendonly", "no", "--dir", tmp],
                                   stdout=subprocess.DEVNULL)
-        mock = start([sys.executable, "tests/mock_backend.py", "--port", str(mock_port)],
+        mock = start([sys.executable, "tests/support/mock_backend.py", "--port", str(mock_port)],
                      f"http://127.0.0.1:{mock_port}/v1/models")
         try:
             for workers in (1, 2):

@@ -1,3 +1,4 @@
-from nexus.cli import main
+from nexus.cli.main import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # `python -m nexus`; importing it runs nothing
+    raise SystemExit(main())

@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-import msgspec
 import pytest
 from aiohttp import web
 
 from nexus.config.schema import Config
-from nexus.config.validate import validate
-from nexus.server.app import create_app
-from nexus.server.gateway import Gateway
-from nexus.server.handlers import GATEWAY
-from tests.mock_backend import MockBackend
-from tests.redis_server import RedisServer
-from tests.redis_topologies import RedisClusterServers, Sentinels
-
-T = TypeVar("T")
-QUIET_HEALTH = {"interval_seconds": 3600, "timeout_seconds": 2}
-
-
-def make_config(backends: list[dict[str, Any]], **sections: Any) -> Config:
-    """A validated Config from plain dicts, with health checks that only run at start."""
-    raw: dict[str, Any] = {"backends": backends, "health_check": dict(QUIET_HEALTH)}
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    config = msgspec.convert(raw, Config)
-    validate(config, "<test>")
-    return config
-
-
-def backend(mock: MockBackend, **fields: Any) -> dict[str, Any]:
-    return {"name": mock.name, "url": mock.url, "type": "generic", **fields}
-
-
-@dataclass
-class RunningGateway:
-    url: str
-    gateway: Gateway
-    app: web.Application
-    runner: web.AppRunner | None = None
-
-    async def stop(self) -> None:
-        """Shut this replica down as SIGTERM would (the fixture skips it afterwards)."""
-        if self.runner is not None and self.runner.server is not None:
-            await self.runner.cleanup()
+from nexus.http.app import create_app
+from nexus.http.context import GATEWAY
+from tests.support.helpers import GatewayFactory, MockFactory, RunningGateway
+from tests.support.mock_backend import MockBackend
+from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import RedisClusterServers, Sentinels
 
 
 @pytest.fixture(autouse=True)
@@ -61,10 +27,6 @@ def collect_garbage_after() -> Iterator[None]:
     test leaves unclosed is reported against that test, not a later one."""
     yield
     gc.collect()
-
-
-MockFactory = Callable[..., Awaitable[MockBackend]]
-GatewayFactory = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture
@@ -107,29 +69,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def chat(model: str = "mock-model", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-
-
-async def post(http: aiohttp.ClientSession, url: str, body: object,
-               **headers: str) -> tuple[int, dict[str, str], dict[str, object]]:
-    async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
-        return r.status, dict(r.headers), await r.json()
-
-
-async def read_sse(response: aiohttp.ClientResponse) -> list[str]:
-    text = (await response.read()).decode()
-    return [e.removeprefix("data: ") for e in text.split("\n\n") if e.strip()]
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for a condition on local state, polling with a deadline (never a fixed sleep)."""
-    async def probe() -> bool:
-        return condition()
-
-    await eventually(probe, bool, within)
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server for the session; tests keep apart by key prefix."""
@@ -149,18 +88,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool],
-                     within: float = 5.0) -> T:
-    """Ask `probe` until `done` holds of its answer, and return that answer; fail with
-    the last answer once `within` seconds have passed."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not done(value := await probe()):
-        assert loop.time() < deadline, f"not reached in {within}s; last value: {value!r}"
-        await asyncio.sleep(0.02)
-    return value
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster import ROOT
+from tests.support.cluster import ROOT
 
 
 def compose() -> dict[str, Any]:
@@ -55,7 +55,7 @@ def test_each_mock_gpu_serves_what_the_procfile_says() -> None:
         if not name.startswith("gpu"):
             continue
         words = command.split()
-        args = words[words.index("tests/mock_backend.py"):]
+        args = words[words.index("tests/support/mock_backend.py"):]
         flags = dict(zip(args[1::2], args[2::2], strict=False))
         compose_args = services[name]["command"][1:]
         compose_flags = dict(zip(compose_args[1::2], compose_args[2::2], strict=False))

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import chat
+from tests.support.helpers import chat
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"redis": 6390, "gpu1": 9101, "gpu2": 9102, "nexus1": 8001, "nexus2": 8002,

@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from nexus.budget import month_of
+from nexus.budget.month import month_of
 from nexus.store.keys import Keys
-from tests.cluster import ROOT, to_toml
-from tests.conftest import MockFactory, chat, eventually
-from tests.redis_server import RedisServer, free_port
+from tests.support.cluster import ROOT, to_toml
+from tests.support.helpers import MockFactory, chat, eventually
+from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,13 @@ import msgspec
 
 from nexus.adapters import anthropic_map as m
 from nexus.adapters.anthropic_params import Adjustments
-from nexus.adapters.anthropic_request import to_messages_request
-from nexus.adapters.base import UpstreamRequest, Usage
-from nexus.adapters.messages_stream import MESSAGE_STOP
+from nexus.adapters.base import UpstreamRequest
+from nexus.adapters.chat_to_anthropic import to_messages_request
+from nexus.adapters.chat_to_messages_stream import MESSAGE_STOP
 from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
-from nexus.pipeline.types import Endpoint
+from nexus.core.types import Endpoint, Usage
 
 Json = dict[str, Any]
 FINISH_REASONS = m.FINISH_REASONS  # every stop reason of the SDK's StopReason literal

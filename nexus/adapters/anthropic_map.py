@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from nexus.usage import Usage
+from nexus.core.types import Usage
 
 Json = dict[str, Any]
 

@@ -7,8 +7,7 @@ from typing import Any, Protocol
 import msgspec
 
 from nexus.backends.backend import Backend
-from nexus.pipeline.types import Endpoint
-from nexus.usage import Usage
+from nexus.core.types import Endpoint, Usage
 
 __all__ = ["Adapter", "StreamTranslator", "UpstreamRequest", "Usage"]
 

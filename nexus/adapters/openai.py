@@ -6,11 +6,11 @@ from typing import Any
 
 import msgspec
 
-from nexus.adapters.base import UpstreamRequest, Usage
+from nexus.adapters.base import UpstreamRequest
 from nexus.adapters.sse import complete_part, data_of
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
-from nexus.pipeline.types import Endpoint
+from nexus.core.types import Endpoint, Usage
 
 PATHS: dict[Endpoint, str] = {
     "chat": "/v1/chat/completions",

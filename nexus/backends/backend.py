@@ -11,8 +11,8 @@ from nexus.backends.kinds import KINDS, Api, Kind, base_url
 from nexus.backends.metrics import BackendMetrics
 from nexus.backends.state import BackendState
 from nexus.backends.windows import CONFIGURED, ContextWindow
+from nexus.budget.prices import PriceTable
 from nexus.config.schema import BackendConfig, HealthCheckConfig
-from nexus.pricing import PriceTable
 
 
 class Backend:

@@ -22,7 +22,7 @@ from nexus.backends.model_cards import ModelCards
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
 from nexus.config.schema import HealthCheckConfig
-from nexus.supervise import ticks
+from nexus.core.tasks import ticks
 
 log = logging.getLogger(__name__)
 

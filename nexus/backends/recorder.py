@@ -18,11 +18,11 @@ from contextlib import contextmanager
 
 import msgspec
 
-from nexus.adapters.base import Usage
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import Discovery
 from nexus.backends.health import Health
 from nexus.backends.stats import Stats
+from nexus.core.types import Usage
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from nexus.store.base import SpendRecord
+from nexus.budget.records import SpendRecord
+from nexus.core.types import Usage
 from nexus.tenants.model import Tenant
-from nexus.usage import Usage
 
 
 class Stats:

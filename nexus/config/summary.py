@@ -6,7 +6,7 @@ import msgspec
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
-from nexus.masking import mask_url, mask_urls_in
+from nexus.core.masking import mask_url, mask_urls_in
 
 
 def summarize(config: Config, source: str, *, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from yarl import URL
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import BackendConfig, Config, RedisConfig
-from nexus.masking import mask_url
+from nexus.core.masking import mask_url
 
 MAX_ALIAS_CHAIN = 3  # names in a chain: A→B→C is fine, A→B→C→D is rejected
 CLOUD_TYPES = frozenset({"openai", "anthropic"})

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 
-from nexus.budget import BudgetView, month_of, status_of
+from nexus.budget.month import BudgetView, month_of, status_of
+from nexus.budget.prices import micro_usd
 from nexus.config.schema import Config
 from nexus.fleet.leader import Leadership
-from nexus.pricing import micro_usd
 from nexus.store.errors import store_errors
 from nexus.store.redis_store import RedisStore
 
@@ -40,7 +40,7 @@ class BudgetReconciliation:
 
     async def _reconcile(self) -> bool:
         month = month_of()
-        expired = await self.store.expire_reservations(month, self.leadership)
+        expired = await self.store.expire_reservations(month, self.leadership.epoch)
         if expired:
             log.warning("counted %d reservation(s) of dead replicas as spent at their estimate",
                         expired)

@@ -17,19 +17,18 @@ import msgspec
 import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
-from nexus.aio import stop_if_cancelled
 from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.backends.metrics import recent
 from nexus.backends.registry import Registry
 from nexus.backends.windows import ContextWindow
 from nexus.config.schema import Config
+from nexus.core.tasks import Supervisor, stop_if_cancelled, ticks
 from nexus.fleet.budget_loop import BudgetReconciliation
 from nexus.fleet.leader import Leadership
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 from nexus.store.redis_store import RedisStore
-from nexus.supervise import Supervisor, ticks
 
 log = logging.getLogger(__name__)
 METRICS_TTL_PERIODS = 5  # a replica silent this many periods drops out of the merge

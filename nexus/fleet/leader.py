@@ -16,7 +16,7 @@ import secrets
 
 import redis.asyncio as redis
 
-from nexus.aio import stop_if_cancelled
+from nexus.core.tasks import stop_if_cancelled
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script

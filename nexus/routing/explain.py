@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus.errors import NexusError
-from nexus.pipeline.types import Queue, Reject, Route, RoutingDecision
-from nexus.pricing import usd
+from nexus.budget.prices import usd
+from nexus.core.errors import NexusError
 from nexus.routing.rejection import grouped
 from nexus.routing.request import RoutingRequest
 from nexus.routing.router import Router, Trace
+from nexus.routing.types import Queue, Reject, Route, RoutingDecision
 
 
 def explain(router: Router, request: RoutingRequest) -> dict[str, Any]:

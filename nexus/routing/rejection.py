@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus.errors import NoViableBackend
-from nexus.pipeline.types import RejectionReason
+from nexus.core.errors import NoViableBackend
+from nexus.routing.types import RejectionReason
 
 # Stages in the order their suggestions help most: what the client can change in
 # its own request first, then what an operator can change, then what only time fixes.

@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from nexus.pipeline.types import NO_FLAGS, Endpoint, RequestFlags, Requirements, Route
+from nexus.core.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
+from nexus.routing.types import Route
 from nexus.tenants.model import Tenant
 
 __all__ = ["Endpoint", "RequestFlags", "Route", "RoutingRequest"]

@@ -14,24 +14,29 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from nexus.backends.registry import Registry
-from nexus.budget import BudgetView, month_of
+from nexus.budget.month import BudgetView, month_of
 from nexus.config.schema import HealthCheckConfig, QualityConfig, QueueConfig, RoutingConfig
-from nexus.errors import ContextLengthExceeded, InsufficientQuota, ModelNotFound, NoViableBackend
-from nexus.pipeline.aliases import resolve
-from nexus.pipeline.analyzer import RequestAnalyzer
-from nexus.pipeline.budget import BudgetReconciler
-from nexus.pipeline.intent import RoutingIntent
-from nexus.pipeline.pipeline import Pipeline, Reconciler, StageEffect
-from nexus.pipeline.policies import PolicySet
-from nexus.pipeline.privacy import PrivacyReconciler
-from nexus.pipeline.quality import QualityReconciler
-from nexus.pipeline.scheduler import SchedulerReconciler, bring_back
-from nexus.pipeline.scoring import ScoreParts, Scorer
-from nexus.pipeline.strategies import Strategies
-from nexus.pipeline.tier import TierReconciler
-from nexus.pipeline.types import Queue, Reject, RejectionReason, Route, RoutingDecision
+from nexus.core.errors import (
+    ContextLengthExceeded,
+    InsufficientQuota,
+    ModelNotFound,
+    NoViableBackend,
+)
+from nexus.routing.aliases import resolve
+from nexus.routing.intent import RoutingIntent
+from nexus.routing.pipeline import Pipeline, Reconciler, StageEffect
+from nexus.routing.policies import PolicySet
+from nexus.routing.reconcilers.analyzer import RequestAnalyzer
+from nexus.routing.reconcilers.budget import BudgetReconciler
+from nexus.routing.reconcilers.privacy import PrivacyReconciler
+from nexus.routing.reconcilers.quality import QualityReconciler
+from nexus.routing.reconcilers.scheduler import SchedulerReconciler, bring_back
+from nexus.routing.reconcilers.tier import TierReconciler
 from nexus.routing.rejection import no_viable_backend, waiting_helps
 from nexus.routing.request import RoutingRequest
+from nexus.routing.scoring import ScoreParts, Scorer
+from nexus.routing.strategies import Strategies
+from nexus.routing.types import Queue, Reject, RejectionReason, Route, RoutingDecision
 from nexus.tenants.model import TenantSpend
 
 CHAIN_CACHE_SIZE = 4096

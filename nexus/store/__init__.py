@@ -1,5 +1,6 @@
+from nexus.budget.records import SpendRecord
 from nexus.config.schema import Config
-from nexus.store.base import SpendRecord, Store
+from nexus.store.base import Store
 from nexus.store.memory import MemoryStore
 
 __all__ = ["MemoryStore", "SpendRecord", "Store", "store_for"]

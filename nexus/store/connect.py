@@ -17,7 +17,7 @@ from redis.asyncio.sentinel import Sentinel
 
 from nexus.config.errors import ConfigError
 from nexus.config.schema import RedisConfig
-from nexus.masking import mask_url
+from nexus.core.masking import mask_url
 
 _SENTINELS: weakref.WeakKeyDictionary[redis.Redis, list[redis.Redis]] = \
     weakref.WeakKeyDictionary()

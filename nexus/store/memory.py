@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from nexus.budget import BudgetView, month_of
-from nexus.store.base import (
+from nexus.budget.month import BudgetView, month_of
+from nexus.budget.records import (
     HELD,
     OVER_FLEET_BUDGET,
     OVER_KEY_BUDGET,
@@ -16,10 +16,9 @@ from nexus.store.base import (
     Reservation,
     SpendBreakdown,
     SpendRecord,
-    StoreStatus,
-    TenantRecords,
 )
-from nexus.supervise import Supervisor
+from nexus.core.tasks import Supervisor
+from nexus.store.base import StoreStatus, TenantRecords
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import LocalLimiter, RateCheck, RateSubject, RateVerdict
 

@@ -14,15 +14,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import msgspec
 from redis.exceptions import RedisError
 
-from nexus.aio import stop_if_cancelled
-from nexus.budget import BudgetView, day_of, month_of
-from nexus.config.schema import RedisConfig
-from nexus.store.base import (
+from nexus.budget.month import BudgetView, day_of, month_of
+from nexus.budget.records import (
     HELD,
     OVER_FLEET_BUDGET,
     OVER_KEY_BUDGET,
@@ -30,9 +27,10 @@ from nexus.store.base import (
     Reservation,
     SpendBreakdown,
     SpendRecord,
-    StoreStatus,
-    TenantRecords,
 )
+from nexus.config.schema import RedisConfig
+from nexus.core.tasks import Supervisor, stop_if_cancelled, ticks
+from nexus.store.base import StoreStatus, TenantRecords
 from nexus.store.circuit import Circuit
 from nexus.store.connect import close_client, redis_client, redis_where
 from nexus.store.errors import StoreError, store_error, store_errors
@@ -40,12 +38,8 @@ from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.store.redis_tenants import RedisTenants
 from nexus.store.replication import Replicated
-from nexus.supervise import Supervisor, ticks
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import RateCheck, RateSubject, RateVerdict
-
-if TYPE_CHECKING:
-    from nexus.fleet.leader import Leadership
 
 log = logging.getLogger(__name__)
 COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
@@ -345,17 +339,19 @@ class RedisStore:
         except RedisError as exc:
             raise self._lost(exc) from exc
 
-    async def expire_reservations(self, month: str, leadership: Leadership) -> int:
-        """Leader only: count the estimate of reservations past their expiry as spent."""
+    async def expire_reservations(self, month: str, epoch: int) -> int:
+        """Leader only: count the estimate of reservations past their expiry as spent.
+        `epoch` is the one the caller leads in (0: it does not lead); Redis refuses a
+        stale one."""
         with store_errors():
-            return await self._expire_now(month, leadership)
+            return await self._expire_now(month, epoch)
 
-    async def _expire_now(self, month: str, leadership: Leadership) -> int:
+    async def _expire_now(self, month: str, epoch: int) -> int:
         keys = self.keys
         now_ms = int(time.time() * 1000)
         ids = [str(i) for i in await self.client.zrangebyscore(
             keys.reservation_expiry(month), "-inf", now_ms, start=0, num=EXPIRE_BATCH)]
-        if not ids or not leadership.leading:
+        if not ids or epoch <= 0:
             return 0
         counted = int(await self._expire(
             keys=[keys.leader_epoch, keys.reservation_expiry(month), keys.reservations(month),
@@ -363,7 +359,7 @@ class RedisStore:
                   keys.spend_by_backend(month), keys.spend_by_model(month),
                   *self._tenant_ledger(month), keys.spend_by_day(month),
                   *(keys.spend_counted(i) for i in ids)],
-            args=[leadership.epoch, now_ms, COUNTED_MARKER_SECONDS, day_of(now_ms / 1000),
+            args=[epoch, now_ms, COUNTED_MARKER_SECONDS, day_of(now_ms / 1000),
                   *ids]))
         return max(0, counted)
 

@@ -19,7 +19,8 @@ import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from nexus.store.base import Reservation, TenantRecords
+from nexus.budget.records import Reservation
+from nexus.store.base import TenantRecords
 from nexus.store.keys import Keys
 from nexus.store.lua import lua_script
 from nexus.store.script_line import ScriptLine

@@ -244,7 +244,7 @@ class Allowances:
         """A request admitted from an allowance used `actual_tokens`: its estimate in the
         block is replaced (an open block may then admit more)."""
         allowance = check.allowance
-        assert allowance is not None
+        assert isinstance(allowance, Allowance)
         allowance.used_tokens += actual_tokens - check.tokens
         if allowance.closed:
             self._changed(allowance)

@@ -2,8 +2,8 @@
 
 A request is admitted when, for each of its subjects (its key, and its key's team),
 the requests in the last 60 seconds are fewer than `rpm` and their tokens plus this
-request's estimate are at most `tpm`. The same rule runs in `lua/rate.lua` for a
-fleet (exact across replicas) and here for one replica, or for a replica's local
+request's estimate are at most `tpm`. The same rule runs in the store's `rate.lua` for
+a fleet (exact across replicas) and here for one replica, or for a replica's local
 share of a limit while the shared store cannot be asked.
 """
 
@@ -12,12 +12,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
-
-if TYPE_CHECKING:
-    from nexus.tenants.allowance import Allowance
 
 WINDOW_MS = 60_000
 
@@ -34,11 +31,18 @@ class RateSubject(msgspec.Struct, frozen=True):
         return self.slot or self.name
 
 
+class Block(Protocol):
+    """A replica's leased block of a key's limits (an allowance), as a check carries it:
+    who asked for it. Only the allowances' own code looks further inside."""
+
+    lease_id: str
+
+
 class RateCheck(msgspec.Struct):
     request_id: str
     tokens: int        # the estimate: input plus max_tokens (or the default)
     subjects: tuple[RateSubject, ...]
-    allowance: Allowance | None = None  # the block it was admitted from, if one
+    allowance: Block | None = None  # the block it was admitted from, if one
     local: bool = False  # judged by the replica's local share: the store was away
 
 

@@ -1,0 +1,103 @@
+"""What a replica tells about itself: health, stats, metrics and the month's budget."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from nexus import __version__
+from nexus.backends.health import Health
+from nexus.budget.report import budget_report
+from nexus.core.errors import BadRequest
+from nexus.http.context import GATEWAY, json_response
+from nexus.http.metrics import render_metrics
+from nexus.replica import Gateway
+
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+async def health(request: web.Request, rid: str) -> web.Response:
+    gateway = request.app[GATEWAY]
+    counts = {state.value: 0 for state in Health}
+    for backend in gateway.registry:
+        counts[backend.health.state.value] += 1
+    failing = gateway.supervisor.failing()
+    return json_response({
+        "status": "ok" if counts["healthy"] and not failing else "degraded",
+        "version": __version__,
+        "uptime_seconds": round(gateway.stats.uptime(), 3),
+        "backends": {"total": len(gateway.registry), **counts},
+        "models": len(gateway.registry.available_models()),
+        "replica": _replica(gateway),
+        "store": msgspec.to_builtins(gateway.store.status()),
+        "loops": {status.name: msgspec.to_builtins(status)
+                  for status in gateway.supervisor.loops.values()},
+    })
+
+
+def _replica(gateway: Gateway) -> dict[str, Any]:
+    fleet = gateway.fleet
+    if fleet is None:  # alone: it leads itself
+        return {"id": gateway.replica_id, "pid": os.getpid(), "leader": True, "epoch": None,
+                "fleet_size": 1}
+    return {"id": gateway.replica_id, "pid": os.getpid(), "leader": fleet.leadership.leading,
+            "epoch": fleet.leadership.epoch or None, "fleet_size": fleet.replica_count}
+
+
+async def stats(request: web.Request, rid: str) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return json_response({
+        "uptime_seconds": round(gateway.stats.uptime(), 3),
+        "backends": [_backend_stats(gateway, b.name) for b in gateway.registry],
+        "tenants": {kind: {name: {"requests": requests[name], "spend_micro_usd": spend[name]}
+                           for name in sorted(set(requests) | set(spend))}
+                    for kind, requests, spend in (
+                        ("keys", gateway.stats.key_requests, gateway.stats.key_spend),
+                        ("teams", gateway.stats.team_requests, gateway.stats.team_spend))},
+    })
+
+
+def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
+    backend = gateway.registry.get(name)
+    assert backend is not None
+    counters = gateway.stats
+    return {
+        "name": name, "type": backend.config.type, "zone": backend.config.zone,
+        "state": backend.health.state.value, "reason": backend.health.reason,
+        "loading_eta": backend.health.eta,
+        "models": sorted(backend.models), "in_flight": backend.in_flight,
+        "context_windows": {m: msgspec.to_builtins(w) for m in sorted(backend.models)
+                            if (w := backend.window(m)) is not None},
+        "capabilities": {m: sorted(c) for m, c in sorted(backend.state.capabilities.items())},
+        "latency_ema_ms": backend.latency_ema_ms,
+        "responses": {str(s): n for (b, s), n in counters.responses.items() if b == name},
+        "failures": {k: n for (b, k), n in counters.failures.items() if b == name},
+        "prompt_tokens": counters.prompt_tokens[name],
+        "completion_tokens": counters.completion_tokens[name],
+        # The part of the token counts estimated because the backend reported none.
+        "estimated_prompt_tokens": counters.estimated_prompt_tokens[name],
+        "estimated_completion_tokens": counters.estimated_completion_tokens[name],
+    }
+
+
+async def metrics(request: web.Request, rid: str) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return web.Response(text=render_metrics(gateway.registry, gateway.stats,
+                                            gateway.store.status()),
+                        content_type="text/plain", charset="utf-8")
+
+
+async def budget(request: web.Request, rid: str) -> web.Response:
+    """This replica's view of the month's spend (the fleet's, when it shares a Redis)."""
+    gateway = request.app[GATEWAY]
+    month = request.query.get("month") or gateway.store.budget_view().month
+    if not _MONTH.fullmatch(month):
+        raise BadRequest(f"month must be YYYY-MM, not {month!r}", param="month")
+    spend = await gateway.store.breakdown(month)
+    leader = _replica(gateway)
+    return json_response(budget_report(spend, gateway.config.routing.budget,
+                                       leader["id"] if leader["leader"] else None))

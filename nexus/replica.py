@@ -1,0 +1,122 @@
+"""The parts one replica runs, wired together, with their start and stop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Coroutine
+
+import aiohttp
+
+from nexus.backends.checker import HealthChecker
+from nexus.backends.recorder import OutcomeRecorder
+from nexus.backends.registry import Registry
+from nexus.backends.stats import Stats
+from nexus.client import BackendClient
+from nexus.config.schema import Config
+from nexus.core.tasks import LoopFactory, Supervisor
+from nexus.fleet.fleet import Fleet
+from nexus.proxy.admission import Admission
+from nexus.proxy.billing import Holds
+from nexus.proxy.feed import Feed, stage_names
+from nexus.proxy.forwarder import Books, Forwarder
+from nexus.proxy.waiting import WaitQueue
+from nexus.routing.router import Router
+from nexus.store import store_for
+from nexus.store.base import Store
+from nexus.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config, environ: dict[str, str] | None = None,
+                 store: Store | None = None) -> None:
+        self.config = config
+        self.replica_id = config.fleet.replica_id or default_replica_id()
+        self.registry = Registry.from_config(config, environ or dict(os.environ))
+        self.store: Store = store or store_for(config)
+        self.fleet: Fleet | None = None
+        self.supervisor = Supervisor()  # every background loop of this replica
+        if isinstance(self.store, RedisStore):
+            self.store.replica_id = self.replica_id
+            self.fleet = Fleet(config, self.store, self.registry, self.replica_id,
+                               self.supervisor)
+        fleet = self.fleet
+        self.stats = Stats()
+        self.admission = Admission(self.store,
+                                   (lambda: fleet.replica_count) if fleet else (lambda: 1),
+                                   self.stats.rate_checks)
+        self.router = Router(config.routing, self.registry, quality=config.quality,
+                             queue=config.queue, budget_view=self.store.budget_view,
+                             tenant_spend=self.store.tenant_spend,
+                             health=config.health_check)
+        self.waiting = WaitQueue(config.queue)
+        self.recorder = OutcomeRecorder(self.stats)  # the one writer of backend state
+        self.feed = Feed(stage_names(self.router))  # recent decisions, for the dashboard
+        self._session: aiohttp.ClientSession | None = None
+        self._forwarder: Forwarder | None = None
+        self.checker: HealthChecker | None = None
+
+    @property
+    def forwarder(self) -> Forwarder:
+        assert self._forwarder is not None, "the gateway is not started"
+        return self._forwarder
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self._session = session
+            client = BackendClient(session)
+            books = Books(self.admission, Holds(self.store, self.config.routing.budget,
+                                               self.config.server.request_timeout_seconds),
+                          self.store)
+            self._forwarder = Forwarder(self.router, client, self.recorder, self.waiting,
+                                        books, self.feed, self.config.server,
+                                        self.config.routing.max_retries)
+            checker = HealthChecker(self.registry, session, self.config.health_check,
+                                    self.recorder, on_checked=self.waiting.wake_all)
+            self.checker = checker
+            await self.store.start(self.supervisor)
+            try:
+                async with self._fleet_running(), self._health_loop(checker), \
+                        self.supervisor.running("stall-watch", self._forwarder.watch.run_forever):
+                    yield
+            finally:
+                self.waiting.wake_all()
+                await client.close()
+                await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _fleet_running(self) -> AsyncIterator[None]:
+        if self.fleet is None:
+            yield
+            return
+        async with self.fleet.running():
+            yield
+
+
+    @contextlib.asynccontextmanager
+    async def _health_loop(self, checker: HealthChecker) -> AsyncIterator[None]:
+        if not self.config.health_check.enabled:
+            yield
+            return
+        await checker.check_all()  # discover models before the first request arrives
+        fleet = self.fleet
+        if fleet is None:
+            checks: LoopFactory = checker.run_forever
+        else:  # the leader checks for the fleet and publishes; the others adopt its results
+            def checks() -> Coroutine[object, object, None]:
+                return checker.run_forever(lambda: fleet.runs_health_checks,
+                                           fleet.publish_health)
+        async with self.supervisor.running("health-checks", checks):
+            yield
+
+
+def default_replica_id() -> str:
+    """host-pid-random: unique across machines, processes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
