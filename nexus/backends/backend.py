@@ -13,6 +13,7 @@ from nexus.backends.state import BackendState
 from nexus.backends.windows import CONFIGURED, ContextWindow
 from nexus.budget.prices import PriceTable
 from nexus.config.schema import BackendConfig, HealthCheckConfig
+from nexus.core.masking import mask_url
 
 
 class Backend:
@@ -20,8 +21,8 @@ class Backend:
     # one attribute load each, no property call, no walk through `config`.
     __slots__ = ("_api_key", "base_url", "config", "context_window", "free", "health",
                  "json_mode", "kind", "max_concurrent", "metrics", "models", "name",
-                 "openai_api", "prices", "priority", "restricted_zone", "state", "tier",
-                 "tools", "vision")
+                 "openai_api", "prices", "priority", "restricted_zone", "shown_url", "state",
+                 "tier", "tools", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -30,6 +31,8 @@ class Backend:
         self.name = config.name
         self.kind: Kind = KINDS[config.type]
         self.base_url = base_url(config.url)
+        # The URL as anything outside the process may see it: no userinfo or query secret.
+        self.shown_url = mask_url(self.base_url)
         self._api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
         self.state = BackendState(health.failure_threshold, health.recovery_threshold)
         # The state's two objects, also here: routing reads them for every candidate.

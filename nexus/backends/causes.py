@@ -7,6 +7,8 @@ import socket
 
 import aiohttp
 
+from nexus.core.masking import mask_urls_in
+
 _ERRNO_WORDS = {
     errno.ECONNREFUSED: "connection refused",
     errno.ECONNRESET: "connection reset",
@@ -37,5 +39,5 @@ def connection_failure(exc: BaseException) -> str:
         return "connection reset"
     if isinstance(exc, ValueError | KeyError | TypeError):
         return "unreadable response body"
-    text = str(exc)
+    text = mask_urls_in(str(exc))  # a library's message may name the URL it was given
     return text if text else exc.__class__.__name__

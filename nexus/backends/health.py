@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import time
 
+from nexus.core.masking import mask_urls_in
+
 
 class Health(enum.Enum):
     HEALTHY = "healthy"
@@ -81,6 +83,6 @@ class HealthTracker:
         if state is not self._state:
             self.changed_at = time.time()
         self.state = state
-        self.reason = reason
+        self.reason = mask_urls_in(reason)  # shown to clients: no credential of a URL
         if state is not Health.LOADING:
             self.eta = None

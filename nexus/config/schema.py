@@ -42,6 +42,11 @@ class ServerConfig(Section):
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
     api_keys_env: str | None = None
     admin_key_env: str | None = None  # the admin API's key (/admin/...); unset: no admin API
+    metrics_key_env: str | None = None  # a scraper's key: per-tenant series on /metrics
+    # "auto": keys are required once any exists (and stay required, even if the store
+    # loses them); "required": a key is always required, also on a fresh replica whose
+    # store is empty, which a fleet keeping its keys in Redis should set.
+    auth: Literal["auto", "required"] = "auto"
     access_log: bool = False
 
 

@@ -29,7 +29,7 @@ def summarize(config: Config, source: str, *, as_json: bool) -> None:
     for b in config.backends:
         models = ", ".join(b.models) if b.models else "discovered"
         print(f"    - {b.name:<16} {b.type:<9} zone={b.zone:<10} tier={b.tier} "
-              f"priority={b.priority} {b.url} models: {models}")
+              f"priority={b.priority} {mask_url(b.url)} models: {models}")
 
 
 def print_invalid(error: ConfigError) -> None:

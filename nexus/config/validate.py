@@ -9,6 +9,7 @@ from yarl import URL
 from nexus.config.errors import ConfigError
 from nexus.config.schema import BackendConfig, Config, RedisConfig
 from nexus.core.masking import mask_url
+from nexus.tenants.table import glob_problem
 
 MAX_ALIAS_CHAIN = 3  # names in a chain: A→B→C is fine, A→B→C→D is rejected
 CLOUD_TYPES = frozenset({"openai", "anthropic"})
@@ -130,3 +131,6 @@ def _check_tenants(config: Config, source: str) -> None:
                               "holding the secret) or secret_sha256 (its SHA-256, hex)")
         if key.team is not None and key.team not in teams:
             raise ConfigError(source, f"{where}.team", f"no [[teams]] entry named {key.team!r}")
+        problem = glob_problem(key.models)
+        if problem is not None:
+            raise ConfigError(source, f"{where}.models", problem)

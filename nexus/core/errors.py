@@ -32,6 +32,11 @@ class BadRequest(NexusError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
 
 
+class ClientInputError(BadRequest):
+    """The request could not be built for the backend from what the client sent: the
+    client's fault, never counted against the backend."""
+
+
 class ContextLengthExceeded(BadRequest):
     code = "context_length_exceeded"
 

@@ -25,6 +25,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EndpointHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]  # (request, its id)
 REQUEST_ID_HEADER = istr("X-Request-Id")  # case folded once, not per request
 TENANT = web.RequestKey[Tenant | None]("tenant")  # who sent a /v1/ request (None: open)
+AS_ADMIN = web.RequestKey[bool]("as_admin")  # a read endpoint asked with the admin key
+# What the admin key reads besides /admin/ and the dashboard: what a client key reads.
+ADMIN_READS = frozenset({"/v1/stats", "/v1/budget", "/v1/models", "/v1/routing/explain"})
 
 
 ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer
@@ -33,20 +36,15 @@ ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id)
 def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
             render: ErrorRenderer | None = None) -> Handler:
     """The endpoint as aiohttp calls it. Paths under /v1/ need a client key once any key
-    exists (the request's tenant is kept under TENANT); /admin/ needs the admin key.
+    exists (the request's tenant is kept under TENANT), or the admin key on the read
+    endpoints (kept under AS_ADMIN); /admin/ needs the admin key.
     Errors take the OpenAI shape unless `render` gives the endpoint's own API's."""
     error_response = render or openai_error_response
 
     async def handle(request: web.Request) -> web.StreamResponse:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         try:
-            path = request.path
-            if path.startswith("/v1/"):
-                request[TENANT] = tenancy.authenticate(request.headers)
-            elif path.startswith("/admin/") or path == "/admin":
-                _admit_admin(tenancy, request)
-            elif path.startswith("/dashboard/api/"):
-                _admit_dashboard(tenancy, request)
+            _admit(tenancy, request)
             return await endpoint(request, rid)
         except NexusError as error:
             return error_response(error, rid)
@@ -63,6 +61,20 @@ def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
                                              f"under request id {rid}"), rid)
 
     return handle
+
+
+def _admit(tenancy: Tenancy, request: web.Request) -> None:
+    """Who may ask this path: raises Unauthorized or Forbidden when the request may not."""
+    path = request.path
+    if path.startswith("/v1/"):
+        if path in ADMIN_READS and tenancy.is_admin(request.headers):
+            request[AS_ADMIN], request[TENANT] = True, None
+        else:
+            request[TENANT] = tenancy.authenticate(request.headers)
+    elif path.startswith("/admin/") or path == "/admin":
+        _admit_admin(tenancy, request)
+    elif path.startswith("/dashboard/api/"):
+        _admit_dashboard(tenancy, request)
 
 
 def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:

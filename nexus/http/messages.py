@@ -23,7 +23,6 @@ from nexus.http.openai import admit, tenant_flags
 from nexus.http.schemas import ModelName, decode_object, decode_view
 from nexus.proxy.call import Call
 from nexus.proxy.messages_dialect import MessagesDialect, client_headers
-from nexus.routing.explain import explain
 from nexus.routing.request import RoutingRequest
 from nexus.routing.requirements import CHARS_PER_TOKEN, requirements_of_messages
 
@@ -102,7 +101,7 @@ async def messages_explain(request: web.Request, rid: str) -> web.Response:
     routing = RoutingRequest(model=view.model, requirements=requirements_of_messages(payload),
                              request_id=rid, tenant=tenant,
                              flags=tenant_flags(request_flags(request.headers), tenant))
-    return json_response(explain(gateway.router, routing))
+    return openai.explained(gateway, routing)
 
 
 async def routing_explain(request: web.Request, rid: str) -> web.Response:

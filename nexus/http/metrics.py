@@ -12,7 +12,10 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(registry: Registry, stats: Stats, store: StoreStatus) -> str:
+def render_metrics(registry: Registry, stats: Stats, store: StoreStatus, tenants: bool = False,
+                   store_lost_keys: bool = False) -> str:
+    """The exposition; the per-tenant series (names of keys and teams) only when
+    `tenants` (an authorised scraper)."""
     lines = [
         "# HELP nexus_uptime_seconds Seconds since this replica started.",
         "# TYPE nexus_uptime_seconds gauge",
@@ -26,8 +29,12 @@ def render_metrics(registry: Registry, stats: Stats, store: StoreStatus) -> str:
               "# TYPE nexus_backend_failures_total counter"]
     lines += [f'nexus_backend_failures_total{{backend="{_escape(b)}",kind="{k}"}} {n}'
               for (b, k), n in sorted(stats.failures.items())]
-    lines += _token_lines(stats) + _tenant_lines(stats) + _backend_lines(registry) \
-        + _store_lines(store)
+    lines += _token_lines(stats) + (_tenant_lines(stats) if tenants else []) \
+        + _rate_check_lines(stats) + _backend_lines(registry) + _store_lines(store)
+    lines += ["# HELP nexus_tenant_store_lost_keys 1 while the store has lost the tenant "
+              "records it had (keys stay required; the last key table is kept).",
+              "# TYPE nexus_tenant_store_lost_keys gauge",
+              f"nexus_tenant_store_lost_keys {int(store_lost_keys)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -61,7 +68,11 @@ def _tenant_lines(stats: Stats) -> list[str]:
                   f"tenant {kind}.", f"# TYPE nexus_{kind}_spend_micro_usd_total counter"]
         lines += [f'nexus_{kind}_spend_micro_usd_total{{{kind}="{_escape(n)}"}} {c}'
                   for n, c in sorted(spend.items())]
-    lines += ["# HELP nexus_rate_checks_total Rate-limited requests, by what judged them: "
+    return lines
+
+
+def _rate_check_lines(stats: Stats) -> list[str]:
+    lines = ["# HELP nexus_rate_checks_total Rate-limited requests, by what judged them: "
               "allowance (a block of the limit this replica holds), store, local_share "
               "(the store unreachable).", "# TYPE nexus_rate_checks_total counter"]
     lines += [f'nexus_rate_checks_total{{by="{by}"}} {stats.rate_checks[by]}'

@@ -50,7 +50,7 @@ async def admit(gateway: Gateway, call: Call, tenant: Tenant) -> None:
     try:
         gateway.admission.check_model(tenant, call.model)
         call.rate_check, call.rate_headers = await gateway.admission.admit(
-            tenant, call.request_id, call.requirements)
+            tenant, call.requirements)
     except NexusError as refused:
         gateway.feed.record(call, None, refused.status, refused, 0.0, 0)
         raise
@@ -77,7 +77,15 @@ async def routing_explain(request: web.Request, rid: str) -> web.Response:
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
                              request_id=rid, tenant=tenant,
                              flags=tenant_flags(request_flags(request.headers), tenant))
-    return json_response(explain(request.app[GATEWAY].router, routing))
+    return explained(request.app[GATEWAY], routing)
+
+
+def explained(gateway: Gateway, routing: RoutingRequest) -> web.Response:
+    """The decision for `routing`, as its key may see it: a model the key may not use is
+    the 403 the request itself would get."""
+    if routing.tenant is not None:
+        gateway.admission.check_model(routing.tenant, routing.model)
+    return json_response(explain(gateway.router, routing))
 
 
 async def list_models(request: web.Request, rid: str) -> web.Response:

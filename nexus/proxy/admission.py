@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from nexus.core.errors import ModelNotAllowed, NoViableBackend, RateLimitExceeded
 from nexus.core.types import Requirements
+from nexus.proxy.request_id import fresh_id
 from nexus.store.base import RateLimits
 from nexus.store.errors import StoreError
 from nexus.tenants.headers import ratelimit_headers, refusal_headers
@@ -38,16 +39,18 @@ class Admission:
                                   f"(it may use: {', '.join(tenant.key.models)})",
                                   param="model")
 
-    async def admit(self, tenant: Tenant, request_id: str,
+    async def admit(self, tenant: Tenant,
                     needs: Requirements) -> tuple[RateCheck | None, dict[str, str]]:
         """(the check to settle later, the x-ratelimit-* headers); raises 429 when over."""
         if not tenant.rate_limited:
             return None, {}
-        check = RateCheck(request_id, _tokens(needs), tenant.rate_subjects)
+        # Counted under an id of ours: a client's repeated X-Request-Id must not collapse
+        # its requests into one entry of the window.
+        check = RateCheck(fresh_id(), _tokens(needs), tenant.rate_subjects)
         try:
             verdict = await self.store.rate_check(check)
             block = check.allowance
-            self.judged["allowance" if block is not None and block.lease_id != request_id
+            self.judged["allowance" if block is not None and block.lease_id != check.request_id
                         else "store"] += 1
         except StoreError:
             self.judged["local_share"] += 1

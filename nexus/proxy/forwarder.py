@@ -20,13 +20,19 @@ from nexus.backends.recorder import Answer, Outcome, OutcomeRecorder
 from nexus.client import BackendClient, UpstreamResponse
 from nexus.client.errors import ConnectFailed
 from nexus.config.schema import ServerConfig
-from nexus.core.errors import BackendError, BackendTimeout, NexusError, NoViableBackend
+from nexus.core.errors import (
+    BackendError,
+    BackendTimeout,
+    ClientInputError,
+    NexusError,
+    NoViableBackend,
+)
 from nexus.core.types import Usage
 from nexus.proxy.admission import Admission
 from nexus.proxy.billing import Holds, spend_record
 from nexus.proxy.call import OPENAI_STREAM, Call, Dialect
 from nexus.proxy.feed import Feed
-from nexus.proxy.headers import route_headers
+from nexus.proxy.headers import header_value, route_headers, sendable
 from nexus.proxy.stall import Exchange, StallWatch
 from nexus.proxy.streaming import Relay
 from nexus.proxy.upstream import UpstreamFailure, classify_status
@@ -101,17 +107,24 @@ class Forwarder:
                     continue
             try:
                 return await self._attempt(route, call, request)
+            except ClientInputError:  # no other backend would take it either
+                await self._let_go(route, call)
+                raise
             except UpstreamFailure as exc:
                 log.info("request %s: %s failed before the first byte: %s",
                          call.request_id, route.backend.name, exc.error.message)
-                if self.holds.applies(route, call.tenant):
-                    await self.holds.let_go(route, call.spend_id)
+                await self._let_go(route, call)
                 if exc.answer is not None:
                     answers.append(exc.answer)
                 excluded.add(route.backend.name)
                 failure = exc.error
         assert failure is not None
         raise failure
+
+    async def _let_go(self, route: Route, call: Call) -> None:
+        """The route was not served: its strict-budget hold, if it took one, goes back."""
+        if self.holds.applies(route, call.tenant):
+            await self.holds.let_go(route, call.spend_id)
 
     def _route(self, call: Call, excluded: frozenset[str],
                attempt: int) -> Route | Awaitable[Route]:
@@ -151,11 +164,7 @@ class Forwarder:
         backend = route.backend
         adapter = ADAPTERS[backend.api]
         dialect = call.dialect
-        try:
-            upstream = self._upstream(route, call) if dialect is None \
-                else dialect.upstream(route, call)
-        except NexusError as error:  # this API cannot take the request (n > 1, ...)
-            raise UpstreamFailure(error) from None
+        upstream = self._build(route, call)
         started = time.monotonic()  # the loop's clock, without asking for the loop
         exchange = self.watch.open()
         try:
@@ -217,8 +226,8 @@ class Forwarder:
     def _headers(route: Route, call: Call, upstream: UpstreamRequest) -> dict[str, str]:
         """The route's X-Nexus-* headers, what the translation dropped, the rate limits."""
         headers = route_headers(route, call.request_id)
-        if upstream.notes:
-            headers.update(upstream.notes)
+        for name, text in upstream.notes.items():
+            headers[name] = header_value(text)
         if call.rate_headers:
             headers.update(call.rate_headers)
         return headers
@@ -231,6 +240,24 @@ class Forwarder:
         self.recorder.failed(backend, Outcome.TIMED_OUT, f"timed out after {self.watch.limit:g} s")
         return UpstreamFailure(BackendTimeout(
             f"{backend.name} sent nothing for {self.watch.limit:g}s"))
+
+    def _build(self, route: Route, call: Call) -> UpstreamRequest:
+        """The request for this route's backend. What fails here fails on the client's
+        input, not on the backend: a 400 for the client, and the backend's health is
+        not touched. A request this backend's API cannot take tries the next one."""
+        try:
+            upstream = self._upstream(route, call) if call.dialect is None \
+                else call.dialect.upstream(route, call)
+        except NexusError as error:  # this API cannot take the request (n > 1, ...)
+            raise UpstreamFailure(error) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ClientInputError(f"The request cannot be translated for "
+                                   f"{route.backend.name}: {exc.__class__.__name__}") from None
+        for name, value in upstream.headers.items():
+            if not sendable(value):
+                raise ClientInputError(f"The {name} header holds characters HTTP cannot "
+                                       "carry", param=name)
+        return upstream
 
     @staticmethod
     def _upstream(route: Route, call: Call) -> UpstreamRequest:

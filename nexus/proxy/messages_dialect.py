@@ -16,10 +16,11 @@ from nexus.adapters.chat_to_messages import to_message
 from nexus.adapters.chat_to_messages_stream import MESSAGE_STOP, MessagesStream, error_event
 from nexus.adapters.messages_to_chat import to_chat_request
 from nexus.backends.kinds import Api
-from nexus.core.errors import NexusError
+from nexus.core.errors import BadRequest, NexusError
 from nexus.core.types import Usage
 from nexus.proxy.anthropic_errors import anthropic_error_response
 from nexus.proxy.call import StreamShape
+from nexus.proxy.headers import sendable
 
 if TYPE_CHECKING:
     from nexus.proxy.call import Call
@@ -76,4 +77,11 @@ class MessagesDialect:
 
 
 def client_headers(headers: Any) -> dict[str, str]:
-    return {name: headers[name] for name in PASSED_HEADERS if name in headers}
+    """The client's headers an Anthropic backend reads; one HTTP cannot carry on is the
+    client's 400, never a failure of the backend."""
+    passed = {name: headers[name] for name in PASSED_HEADERS if name in headers}
+    for name, value in passed.items():
+        if not sendable(value):
+            raise BadRequest(f"The {name} header holds characters HTTP cannot carry",
+                             param=name)
+    return passed

@@ -199,9 +199,9 @@ class Router:
         silent = [b for b in self.registry if not b.models and not b.health.routable]
         if silent:
             reasons = [RejectionReason(b.name, "RequestAnalyzer",
-                                       f"could not be asked for its models at {b.base_url}: "
+                                       f"could not be asked for its models at {b.shown_url}: "
                                        f"{b.health.reason}", bring_back(b)) for b in silent]
-            listed = "; ".join(f"{b.name} at {b.base_url} ({b.health.reason})" for b in silent)
+            listed = "; ".join(f"{b.name} at {b.shown_url} ({b.health.reason})" for b in silent)
             error = no_viable_backend(model, reasons)
             error.message = (f"The model '{model}' is not known, and these backends could not "
                              f"be asked for their models: {listed}")

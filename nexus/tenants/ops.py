@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from nexus.tenants.model import KeyRecord, Privacy, TeamRecord, WhenStale, new_secret, sha256_of
-from nexus.tenants.table import expires_at
+from nexus.tenants.table import expires_at, glob_problem
 
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:@+-]{1,64}$")]
 Day = Annotated[str, Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
@@ -50,6 +50,9 @@ def new_key(asked: KeyCreate, keys: Collection[str],
         raise TenantError(f"a key named {asked.name!r} exists; revoke it first", "name", True)
     if asked.team is not None and asked.team not in teams:
         raise TenantError(f"no team named {asked.team!r}", "team")
+    problem = glob_problem(asked.models)
+    if problem is not None:
+        raise TenantError(problem, "models")
     secret = new_secret()
     return KeyRecord(name=asked.name, secret_sha256=sha256_of(secret), team=asked.team,
                      models=asked.models, privacy=asked.privacy,

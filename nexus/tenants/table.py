@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 
 from wcmatch import fnmatch
+from wcmatch._wcparse import PatternLimitException  # raised by fnmatch, exported nowhere
 
 from nexus.tenants.model import KeyRecord, TeamRecord, Tenant, sha256_of
 from nexus.tenants.rates import RateSubject
@@ -47,9 +48,35 @@ class TenantTable:
         return found
 
 
+# A key's model globs are checked on every request it sends: each must stay small.
+MAX_GLOBS, MAX_GLOB_CHARS, MAX_GLOB_EXPANSION = 64, 256, 64
+
+
 def allows_model(key: KeyRecord, model: str) -> bool:
-    return not key.models or any(fnmatch.fnmatch(model, pattern, flags=fnmatch.BRACE)
-                                 for pattern in key.models)
+    """Whether the key may use `model`. A glob that cannot be matched (one stored before
+    globs were checked) allows nothing: closed, never an error."""
+    if not key.models:
+        return True
+    try:
+        return any(fnmatch.fnmatch(model, pattern, flags=fnmatch.BRACE,
+                                   limit=MAX_GLOB_EXPANSION) for pattern in key.models)
+    except PatternLimitException:
+        return False
+
+
+def glob_problem(patterns: list[str]) -> str | None:
+    """What is wrong with a key's model globs, naming the limit; None when nothing is."""
+    if len(patterns) > MAX_GLOBS:
+        return f"a key takes at most {MAX_GLOBS} model globs, not {len(patterns)}"
+    for pattern in patterns:
+        if not pattern or len(pattern) > MAX_GLOB_CHARS:
+            return f"a model glob has 1 to {MAX_GLOB_CHARS} characters: {pattern[:40]!r}"
+        try:
+            fnmatch.translate(pattern, flags=fnmatch.BRACE, limit=MAX_GLOB_EXPANSION)
+        except PatternLimitException:
+            return (f"the model glob {pattern[:40]!r} expands to more than "
+                    f"{MAX_GLOB_EXPANSION} patterns (its braces multiply)")
+    return None
 
 
 def expires_at(day: str | None) -> float | None:

@@ -24,9 +24,9 @@ async def gw(mock_backend: MockFactory, gateway: GatewayFactory) -> RunningGatew
     config = make_config([backend(mock, zone="restricted"),
                           backend(paid, type="openai", api_key_env="OAI_KEY",
                                   pricing={"gpt-4o": {"input": 2.5, "output": 10.0}})],
-                         server={"api_keys_env": "NEXUS_KEYS"},
+                         server={"api_keys_env": "NEXUS_KEYS", "admin_key_env": "NEXUS_ADMIN"},
                          routing={"aliases": {"fast": "qwen2:7b"}})
-    return await gateway(config, {**KEYS, "OAI_KEY": "sk"})
+    return await gateway(config, {**KEYS, "OAI_KEY": "sk", "NEXUS_ADMIN": "admin-key"})
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -91,7 +91,7 @@ async def test_budget_without_redis_shows_the_replicas_own_spend(
                          json={"model": "gpt-4o",
                                "messages": [{"role": "user", "content": "hi"}]}) as r:
         assert r.status == 200
-    monkeypatch.setenv("NEXUS_API_KEY", "client-key")
+    monkeypatch.setenv("NEXUS_API_KEY", "admin-key")  # the operator's: the whole fleet
     code, out, _ = await cli(capsys, "budget", "--url", gw.url, "--json")
     assert code == 0
     data = json.loads(out)
@@ -99,6 +99,13 @@ async def test_budget_without_redis_shows_the_replicas_own_spend(
     assert data["by_backend"] == {"paid": 7500}
     code, out, _ = await cli(capsys, "budget", "--url", gw.url)
     assert "spent $0.007500" in out
+    monkeypatch.setenv("NEXUS_API_KEY", "client-key")  # a tenant's: its own key only
+    code, out, _ = await cli(capsys, "budget", "--url", gw.url, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["spent_micro_usd"] == 7500
+    assert data["by_backend"] == {}
+    assert list(data["by_key"]) == [data["scope"].removeprefix("key:")]
 
 
 @pytest.mark.parametrize("month", ["2026-13", "2026-00", "26-01", "2026-1"])

@@ -86,8 +86,9 @@ async def test_keys_through_a_gateways_admin_api_with_the_admin_key(
     assert "dave" in out
     assert "$0.007500" in out
     assert "by backend" not in out
-    async with http.get(gw.url + "/metrics") as r:
-        metrics = await r.text()
+    async with http.get(gw.url + "/metrics",
+                        headers={"Authorization": "Bearer the-admin-key"}) as r:
+        metrics = await r.text()  # per-tenant series: for an authorised scraper only
     assert 'nexus_key_spend_micro_usd_total{key="dave"} 7500' in metrics
     assert secret not in metrics
 

@@ -327,14 +327,13 @@ async def test_a_request_judged_by_the_local_share_settles_its_tokens_there() ->
     assert alice is not None
     estimate_500 = Requirements(input_tokens=10, max_output_tokens=490)
     try:
-        first, _ = await admission.admit(alice, "r1", estimate_500)
+        first, _ = await admission.admit(alice, estimate_500)
         assert first is not None
         assert first.local
         with pytest.raises(RateLimitExceeded):  # 500 + 501 > 1000
-            await admission.admit(alice, "r2", Requirements(input_tokens=11,
-                                                            max_output_tokens=490))
+            await admission.admit(alice, Requirements(input_tokens=11, max_output_tokens=490))
         admission.settle(first, 20)             # it used 20: 20 + 500 fit
-        assert (await admission.admit(alice, "r3", estimate_500))[0] is not None
+        assert (await admission.admit(alice, estimate_500))[0] is not None
         assert admission.local.usage("key:alice") == (2, 520)
         assert admission.judged["local_share"] == 3
     finally:

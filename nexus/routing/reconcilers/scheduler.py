@@ -98,7 +98,7 @@ def bring_back(backend: Backend) -> str:
         return (f"set {backend.config.api_key_env} in the gateway's environment to the API "
                 f"key for {backend.name}, then restart the gateway")
     server = "Ollama" if backend.config.type == "ollama" else f"the server of {backend.name}"
-    return (f"start {server} at {backend.base_url} or set backends in nexus.toml (see "
+    return (f"start {server} at {backend.shown_url} or set backends in nexus.toml (see "
             "`nexus config init`); it returns after passing its health checks")
 
 
