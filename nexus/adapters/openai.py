@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -25,6 +26,10 @@ class _UsageOnly(msgspec.Struct):
 
 
 _decode_usage = msgspec.json.Decoder(_UsageOnly).decode
+# A delta that carries text: content, reasoning, a tool call's arguments, or a legacy
+# completion's text, with at least one character (the role chunk's "" carries none).
+_TOKEN_CARRYING = re.compile(
+    rb'"(?:content|reasoning_content|reasoning|arguments|text)": ?"(?!")')
 
 
 def read_usage(body: bytes) -> tuple[Usage | None, bool]:
@@ -54,9 +59,8 @@ class OpenAIStream:
         complete, self._buffer = complete_part(self._buffer, chunk)
         if not complete:  # no event ends in it yet: send nothing half-way
             return b""
-        if self.count_events:  # events that carry tokens: not [DONE], not the finish
-            self.events += complete.count(b"data:") - complete.count(b"data: [DONE]") \
-                - complete.count(b'"finish_reason":"') - complete.count(b'"finish_reason": "')
+        if self.count_events:  # events that carry tokens: not the role, finish or usage
+            self.events += len(_TOKEN_CARRYING.findall(complete))
         mention = complete.find(b'"prompt_tokens"')
         if mention == -1:
             return complete

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from nexus.adapters.base import StreamTranslator
@@ -88,11 +89,17 @@ class Relay:
         return out
 
     def usage(self) -> tuple[Usage, bool]:
-        """(usage, estimated): the backend's, or the routing estimate of the input and
-        one output token per relayed event (servers stream a token an event)."""
-        if self.translator.usage is not None:
-            return self.translator.usage, False
-        return Usage(self.input_estimate, self.translator.events), True
+        """(usage, estimated): what the backend sent, billed by the larger of the usage it
+        last reported and the token-carrying events relayed (servers stream about a
+        token an event). A stream cut short has no final usage: Anthropic's then says
+        only message_start's output of 1, an OpenAI-compatible one says none (the
+        routing estimate of the input stands in for its prompt)."""
+        reported, counted = self.translator.usage, self.translator.events
+        if reported is None:
+            return Usage(self.input_estimate, counted), True
+        if counted > reported.completion_tokens:
+            return msgspec.structs.replace(reported, completion_tokens=counted), True
+        return reported, False
 
     async def _bill_once(self) -> None:
         if not self.billed:

@@ -22,6 +22,8 @@ def event(payload: dict[str, object] | str) -> bytes:
 
 
 KINDS = {
+    "role": event({"object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
     "content": event(CONTENT),
     "content, usage null": event({**CONTENT, "usage": None}),
     "usage only": event({"object": "chat.completion.chunk", "choices": [], "usage": USAGE}),
@@ -49,7 +51,8 @@ def test_any_chunking_relays_the_same_events(kinds: list[str], include_usage: bo
 
     hidden = "usage only" if not include_usage else None
     assert out == b"".join(KINDS[k] for k in kinds if k != hidden)
-    assert translator.events == len([k for k in kinds if k != "done"])  # token-carrying
+    # Token-carrying: not the role's opening, a usage-only chunk or [DONE].
+    assert translator.events == len([k for k in kinds if k not in ("done", "role", "usage only")])
     with_usage = any(k.startswith("usage") for k in kinds)
     assert (translator.usage is not None) == with_usage
     if with_usage:

@@ -167,6 +167,8 @@ async def test_stream_is_relayed_chunk_by_chunk(
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert response.headers["X-Nexus-Backend"] == "gpu"
+        role = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 10)
+        assert json.loads(role[6:])["choices"][0]["delta"]["role"] == "assistant"
         first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 10)
         assert json.loads(first[6:])["choices"][0]["delta"]["content"] == "one "
         mock.release.set()
@@ -261,7 +263,7 @@ async def test_stream_breaking_after_the_first_byte_ends_with_an_sse_error(
     async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as response:
         assert response.status == 200
         events = await read_sse(response)
-    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hello "
+    assert json.loads(events[1])["choices"][0]["delta"]["content"] == "hello "  # after the role
     error = json.loads(events[-1])["error"]
     assert error["code"] == "backend_stream_interrupted"
     assert good.chat_requests() == []  # never retried after the first byte

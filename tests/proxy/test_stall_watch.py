@@ -102,7 +102,7 @@ async def test_a_stream_that_goes_silent_ends_with_an_sse_error_and_frees_the_wa
     async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=True)) as r:
         assert r.status == 200
         events = await asyncio.wait_for(read_sse(r), 10)
-    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "hello "
+    assert json.loads(events[1])["choices"][0]["delta"]["content"] == "hello "  # after the role
     error = json.loads(events[-1])["error"]
     assert error["code"] == "backend_stream_interrupted"
     assert "went silent" in error["message"]

@@ -298,6 +298,10 @@ class MockBackend:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         words = self._reply_words()
+        # Servers open with the role and no text (vLLM, llama.cpp, OpenAI): no token. One
+        # told to drop before its first chunk drops before this too.
+        if self.behaviour.drop_after_chunks != 0:
+            await out.write(_sse(self._chunk(body, {"role": "assistant", "content": ""}, None)))
         for index, word in enumerate(words):
             if self.behaviour.drop_after_chunks is not None and \
                     index >= self.behaviour.drop_after_chunks:
@@ -399,7 +403,15 @@ class MockBackend:
             return web.json_response(mock_anthropic.message(body, words, **cache))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
+        deltas = 0
         for event in mock_anthropic.stream_events(body, words, **cache):
+            if b"content_block_delta" in event:
+                if self.behaviour.drop_after_chunks is not None and \
+                        deltas >= self.behaviour.drop_after_chunks:
+                    assert request.transport is not None
+                    request.transport.close()  # cut short: no message_delta, no usage
+                    return out
+                deltas += 1
             await out.write(event)
         await out.write_eof()
         return out
