@@ -14,7 +14,8 @@ from aiohttp import web
 
 from nexus.config.schema import Config
 from nexus.http.app import create_app
-from nexus.http.context import GATEWAY
+from nexus.http.connections import GatewayRunner
+from nexus.http.context import EDGE, GATEWAY
 from tests.support.helpers import GatewayFactory, MockFactory, RunningGateway
 from tests.support.mock_backend import MockBackend
 from tests.support.redis_server import RedisServer
@@ -50,7 +51,8 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
 
     async def start(config: Config, environ: dict[str, str] | None = None) -> RunningGateway:
         app = create_app(config, environ or {})
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        runner = GatewayRunner(app, app[EDGE], access_log=None, shutdown_timeout=0.5,
+                               keepalive_timeout=config.server.idle_timeout_seconds)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)

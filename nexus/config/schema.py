@@ -48,6 +48,16 @@ class ServerConfig(Section):
     # store is empty, which a fleet keeping its keys in Redis should set.
     auth: Literal["auto", "required"] = "auto"
     access_log: bool = False
+    # Slow and idle clients: a request's headers must arrive within header_timeout of
+    # the connection (408, closed), its body within body_timeout (408); a client that
+    # reads none of a response for write_timeout is cut (never the backend's fault); a
+    # keep-alive connection idle for idle_timeout is closed. Beyond max_connections
+    # open client connections, a new one gets 503 at once.
+    header_timeout_seconds: PositiveFloat = 10.0
+    body_timeout_seconds: PositiveFloat = 60.0
+    write_timeout_seconds: PositiveFloat = 60.0
+    idle_timeout_seconds: PositiveFloat = 75.0
+    max_connections: PositiveInt = 10_000
 
 
 class RedisConfig(Section):

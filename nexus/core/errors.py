@@ -79,6 +79,16 @@ class MethodNotAllowed(NexusError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
 
 
+class RequestTimeout(NexusError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+
+
+class ClientDisconnected(NexusError):
+    """The client left mid-request: nobody is left to answer, and it is no bug of ours."""
+
+    status, type, code = 400, "invalid_request_error", "client_disconnected"
+
+
 class BodyTooLarge(NexusError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 
@@ -101,8 +111,8 @@ class BackendTimeout(NexusError):
 
 _BY_STATUS: dict[int, type[NexusError]] = {
     400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
-    413: BodyTooLarge, 429: RateLimited, 502: BackendError, 503: NoViableBackend,
-    504: BackendTimeout,
+    408: RequestTimeout, 413: BodyTooLarge, 429: RateLimited, 502: BackendError,
+    503: NoViableBackend, 504: BackendTimeout,
 }
 
 

@@ -11,7 +11,8 @@ from nexus.config.schema import Config
 from nexus.http import info, messages, openai
 from nexus.http.admin import ADMIN_ROUTES
 from nexus.http.auth import Tenancy
-from nexus.http.context import GATEWAY, TENANCY
+from nexus.http.connections import Edge
+from nexus.http.context import EDGE, GATEWAY, TENANCY
 from nexus.http.dashboard import routes as dashboard
 from nexus.http.edge import EndpointHandler, guarded, no_route
 from nexus.proxy.anthropic_errors import anthropic_error_response
@@ -25,9 +26,10 @@ def create_app(config: Config, environ: dict[str, str] | None = None) -> web.App
                           handler_args={"max_field_size": 16384, "auto_decompress": False})
     gateway = app[GATEWAY] = Gateway(config, env)
     tenancy = app[TENANCY] = Tenancy(config, gateway.store, env)
+    app[EDGE] = Edge(config.server)
     dashboard.attach(app)
     app.cleanup_ctx.append(_lifecycle)
-    _add_routes(app, tenancy)
+    _add_routes(app, tenancy, app[EDGE])
     return app
 
 
@@ -56,15 +58,16 @@ MESSAGES_ROUTES: list[tuple[str, str, EndpointHandler]] = [
 ]
 
 
-def _add_routes(app: web.Application, tenancy: Tenancy) -> None:
+def _add_routes(app: web.Application, tenancy: Tenancy, edge: Edge) -> None:
     methods: dict[str, frozenset[str]] = {}
     for method, path, endpoint in MESSAGES_ROUTES:
-        app.router.add_route(method, path, guarded(endpoint, tenancy, anthropic_error_response))
+        app.router.add_route(method, path,
+                             guarded(endpoint, tenancy, edge, anthropic_error_response))
         methods[path] = frozenset({method})
     for method, path, endpoint in ROUTES:
-        app.router.add_route(method, path, guarded(endpoint, tenancy))
+        app.router.add_route(method, path, guarded(endpoint, tenancy, edge))
         if method == "GET":
-            app.router.add_route("HEAD", path, guarded(endpoint, tenancy))
+            app.router.add_route("HEAD", path, guarded(endpoint, tenancy, edge))
         methods[path] = methods.get(path, frozenset()) | {method}
     # Registered last: it takes what no route above took, in the OpenAI error shape.
-    app.router.add_route("*", "/{anything:.*}", guarded(no_route(methods), tenancy))
+    app.router.add_route("*", "/{anything:.*}", guarded(no_route(methods), tenancy, edge))

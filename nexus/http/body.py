@@ -11,9 +11,16 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, EofStream, web
 
-from nexus.core.errors import BadRequest, BodyTooLarge, UnsupportedMediaType
+from nexus.config.schema import ServerConfig
+from nexus.core.errors import (
+    BadRequest,
+    BodyTooLarge,
+    ClientDisconnected,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 PIECE = 256 * 1024  # bytes inflated between two yields to the loop
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
@@ -21,9 +28,23 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
 IDENTITY = frozenset({"", "identity"})
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_body(request: web.Request, server: ServerConfig) -> bytes:
+    """The body, whole and inflated. A client that takes longer than
+    `body_timeout_seconds` to send it gets 408; one that leaves half-way is
+    ClientDisconnected (nobody is left to answer)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    raw = await request.read()  # the compressed size is capped by client_max_size
+    try:
+        async with asyncio.timeout(server.body_timeout_seconds):
+            raw = await request.read()  # the compressed size is capped by client_max_size
+    except TimeoutError:
+        raise RequestTimeout("The request body did not arrive in time "
+                             "(server.body_timeout_seconds)") from None
+    except (ConnectionError, EofStream, ClientPayloadError) as exc:
+        raise ClientDisconnected(f"the client left while sending its body: {exc}") from None
+    return await _decoded(raw, encoding, server.max_body_bytes)
+
+
+async def _decoded(raw: bytes, encoding: str, max_bytes: int) -> bytes:
     if encoding in IDENTITY:
         return raw
     wbits = _WBITS.get(encoding)

@@ -1,4 +1,5 @@
-"""What every handler reaches: the replica and its tenancy on the app, and JSON replies."""
+"""What every handler reaches: the replica, its tenancy and its client connections on
+the app, and JSON replies."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import msgspec
 from aiohttp import web
 
 from nexus.http.auth import Tenancy
+from nexus.http.connections import Edge
 from nexus.replica import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
 TENANCY = web.AppKey("tenancy", Tenancy)
+EDGE = web.AppKey("edge", Edge)  # the client connections' limits and counts
 _encode = msgspec.json.Encoder().encode
 
 

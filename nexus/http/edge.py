@@ -15,8 +15,15 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from nexus.core.errors import Forbidden, NexusError, Unauthorized, error_for_status
+from nexus.core.errors import (
+    ClientDisconnected,
+    Forbidden,
+    NexusError,
+    Unauthorized,
+    error_for_status,
+)
 from nexus.http.auth import Tenancy
+from nexus.http.connections import Edge
 from nexus.proxy.request_id import request_id
 from nexus.tenants.model import Tenant
 
@@ -33,7 +40,7 @@ ADMIN_READS = frozenset({"/v1/stats", "/v1/budget", "/v1/models", "/v1/routing/e
 ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer
 
 
-def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
+def guarded(endpoint: EndpointHandler, tenancy: Tenancy, edge: Edge,
             render: ErrorRenderer | None = None) -> Handler:
     """The endpoint as aiohttp calls it. Paths under /v1/ need a client key once any key
     exists (the request's tenant is kept under TENANT), or the admin key on the read
@@ -46,6 +53,9 @@ def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
         try:
             _admit(tenancy, request)
             return await endpoint(request, rid)
+        except ClientDisconnected as gone:  # nobody to answer: counted, logged quietly
+            edge.client_error("disconnected", gone.message)
+            return error_response(gone, rid)
         except NexusError as error:
             return error_response(error, rid)
         except web.HTTPException as exc:
@@ -55,6 +65,9 @@ def guarded(endpoint: EndpointHandler, tenancy: Tenancy,
             if "Allow" in exc.headers:  # a 405 says which methods the path takes
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
+        except ConnectionError as exc:  # the client left while we answered
+            edge.client_error("disconnected", f"{exc.__class__.__name__}: {exc}")
+            raise
         except Exception:
             log.exception("unexpected error serving request %s", rid)
             return error_response(NexusError("Internal error; the gateway log has details "

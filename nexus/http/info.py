@@ -20,7 +20,7 @@ from nexus.backends.health import Health
 from nexus.budget.prices import usd
 from nexus.budget.report import budget_report
 from nexus.core.errors import BadRequest
-from nexus.http.context import GATEWAY, TENANCY, json_response
+from nexus.http.context import EDGE, GATEWAY, TENANCY, json_response
 from nexus.http.edge import AS_ADMIN, TENANT
 from nexus.http.metrics import render_metrics
 from nexus.replica import Gateway
@@ -117,7 +117,8 @@ async def metrics(request: web.Request, rid: str) -> web.Response:
     return web.Response(text=render_metrics(gateway.registry, gateway.stats,
                                             gateway.store.status(),
                                             tenants=tenancy.is_scraper(request.headers),
-                                            store_lost_keys=tenancy.store_lost_keys),
+                                            store_lost_keys=tenancy.store_lost_keys,
+                                            edge=request.app[EDGE]),
                         content_type="text/plain", charset="utf-8")
 
 

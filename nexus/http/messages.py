@@ -63,7 +63,7 @@ def _parse(body: bytes) -> tuple[MessagesRequest, Json]:
 
 async def messages(request: web.Request, rid: str) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    body = await read_body(request, gateway.config.server.max_body_bytes)
+    body = await read_body(request, gateway.config.server)
     view, payload = _parse(body)
     tenant = request[TENANT]
     call = Call(request_id=rid, endpoint="chat", model=view.model, body=body,
@@ -80,7 +80,7 @@ async def count_tokens(request: web.Request, rid: str) -> web.Response:
     """The gateway's estimate, the one routing uses to fit a prompt into a context window
     (the header says so): no backend is asked, and nothing is billed."""
     gateway = request.app[GATEWAY]
-    body = await read_body(request, gateway.config.server.max_body_bytes)
+    body = await read_body(request, gateway.config.server)
     view: CountTokensRequest = decode_view(_COUNT, body)
     tenant = request[TENANT]
     if tenant is not None:
@@ -96,7 +96,7 @@ async def count_tokens(request: web.Request, rid: str) -> web.Response:
 async def messages_explain(request: web.Request, rid: str) -> web.Response:
     """/v1/routing/explain for a Messages body: the pipeline's decision, nothing sent."""
     gateway = request.app[GATEWAY]
-    view, payload = _parse(await read_body(request, gateway.config.server.max_body_bytes))
+    view, payload = _parse(await read_body(request, gateway.config.server))
     tenant = request[TENANT]
     routing = RoutingRequest(model=view.model, requirements=requirements_of_messages(payload),
                              request_id=rid, tenant=tenant,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nexus.backends.health import Health
 from nexus.backends.registry import Registry
 from nexus.backends.stats import Stats
+from nexus.http.connections import Edge
 from nexus.store.base import StoreStatus
 
 
@@ -13,7 +14,7 @@ def _escape(value: str) -> str:
 
 
 def render_metrics(registry: Registry, stats: Stats, store: StoreStatus, tenants: bool = False,
-                   store_lost_keys: bool = False) -> str:
+                   store_lost_keys: bool = False, edge: Edge | None = None) -> str:
     """The exposition; the per-tenant series (names of keys and teams) only when
     `tenants` (an authorised scraper)."""
     lines = [
@@ -35,6 +36,8 @@ def render_metrics(registry: Registry, stats: Stats, store: StoreStatus, tenants
               "records it had (keys stay required; the last key table is kept).",
               "# TYPE nexus_tenant_store_lost_keys gauge",
               f"nexus_tenant_store_lost_keys {int(store_lost_keys)}"]
+    if edge is not None:
+        lines += _edge_lines(edge)
     return "\n".join(lines) + "\n"
 
 
@@ -77,6 +80,18 @@ def _rate_check_lines(stats: Stats) -> list[str]:
               "(the store unreachable).", "# TYPE nexus_rate_checks_total counter"]
     lines += [f'nexus_rate_checks_total{{by="{by}"}} {stats.rate_checks[by]}'
               for by in ("allowance", "store", "local_share")]
+    return lines
+
+
+def _edge_lines(edge: Edge) -> list[str]:
+    lines = ["# HELP nexus_client_connections Client connections open on this replica.",
+             "# TYPE nexus_client_connections gauge",
+             f"nexus_client_connections {edge.open}",
+             "# HELP nexus_client_errors_total What clients caused, by kind: malformed "
+             "requests, disconnects, header timeouts, write timeouts, refused connections.",
+             "# TYPE nexus_client_errors_total counter"]
+    lines += [f'nexus_client_errors_total{{kind="{kind}"}} {n}'
+              for kind, n in sorted(edge.client_errors.items())]
     return lines
 
 

@@ -28,7 +28,7 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
 
     async def proxy(request: web.Request, rid: str) -> web.StreamResponse:
         gateway = request.app[GATEWAY]
-        body = await read_body(request, gateway.config.server.max_body_bytes)
+        body = await read_body(request, gateway.config.server)
         view = parse_body(endpoint, body)
         options = view.stream_options or {}
         tenant = request[TENANT]
@@ -71,8 +71,7 @@ embeddings = _proxy("embeddings")
 
 async def routing_explain(request: web.Request, rid: str) -> web.Response:
     """Run the pipeline on a chat request body without sending it anywhere."""
-    view = parse_body("chat", await read_body(request,
-                                              request.app[GATEWAY].config.server.max_body_bytes))
+    view = parse_body("chat", await read_body(request, request.app[GATEWAY].config.server))
     tenant = request[TENANT]
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
                              request_id=rid, tenant=tenant,

@@ -67,7 +67,8 @@ class Forwarder:
         self.feed = feed
         self.max_retries = max_retries
         limit = server.request_timeout_seconds
-        self.watch = StallWatch(limit)  # the request timeout, without a timer per request
+        # The request timeout, and the client's write timeout, without a timer per request.
+        self.watch = StallWatch(limit, write_limit_seconds=server.write_timeout_seconds)
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(limit, 10))
 
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:

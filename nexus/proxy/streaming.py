@@ -11,6 +11,7 @@ that arrives at once goes out in one packet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -81,8 +82,14 @@ class Relay:
                 self.recorder.served(self.backend, *self.usage())
                 await self._send_closing(out)
         except ClientGone:  # the backend did its part: never held against it
-            log.info("client left mid-stream from %s", self.backend.name)
             self.recorder.served(self.backend, *self.usage())
+            if self.exchange.client_stuck:  # it reads nothing: no more waiting on it
+                log.info("client read nothing of a stream from %s for the write timeout: "
+                         "cut", self.backend.name)
+                if self.request.transport is not None:
+                    self.request.transport.abort()
+            else:
+                log.info("client left mid-stream from %s", self.backend.name)
         await self._bill_once()  # a stream cut short or left is billed for what went out
         with contextlib.suppress(ConnectionResetError):
             await out.write_eof()  # a no-op when [DONE] ended the response already
@@ -179,9 +186,25 @@ class Relay:
             if data.endswith(self.shape.end):
                 self.ended = True
                 await self._bill_once()
-                await out.write_eof(data)
+                await self._write(out.write_eof(data))
                 return True
-            await out.write(data)
+            await self._write(out.write(data))
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
             raise ClientGone from None
         return False
+
+    async def _write(self, pending: Awaitable[None]) -> None:
+        """A write to the client, under the watch: the time it waits on the client is not
+        the backend's silence, and a client that reads nothing for the write limit is
+        cut (the watch cancels us; that cancel alone becomes ClientGone)."""
+        exchange = self.exchange
+        exchange.writing = True
+        try:
+            await pending
+        except asyncio.CancelledError:
+            if exchange.client_stuck and exchange.cancel_was_ours_alone():
+                raise ClientGone from None
+            raise
+        finally:
+            exchange.writing = False
+        exchange.writes += 1

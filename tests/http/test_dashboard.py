@@ -213,3 +213,35 @@ async def test_the_page_reads_at_phone_width(fleet: Fleet, browser: Browser) -> 
 
 def test_the_page_weighs_under_150_kb() -> None:
     assert sum((STATIC / name).stat().st_size for name in ASSETS) <= 150 * 1024
+
+
+async def test_hostile_names_wrap_show_their_bidi_controls_and_run_no_script(
+        mock_backend: MockFactory, gateway: GatewayFactory, browser: Browser,
+        http: aiohttp.ClientSession) -> None:
+    """Model names come from upstream: a long one wraps (the page never scrolls
+    sideways), a bidi override is shown, not obeyed, and markup stays text."""
+    long_name = "m" * 250  # as long as a model name may be
+    bidi = "gpt\u202etxt.exe"
+    markup = "<img src=x onerror=window.pwned=1>"
+    mock = await mock_backend("upstream", models=[long_name, bidi, markup])
+    gw = await gateway(make_config([backend(mock, models=[long_name, bidi, markup])]))
+    for model in (long_name, bidi, markup):
+        await chat(http, gw, model)
+    async with http.get(gw.url + "/dashboard") as r:
+        policy = r.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "DENY"
+    page = await open_page(browser, gw)
+    await expect(page.locator("#feed tbody tr")).to_have_count(3, timeout=WAIT_MS)
+    await expect(page.locator("#feed")).to_contain_text("gpt⟨U+202E⟩txt.exe")
+    await expect(page.locator("#feed")).to_contain_text(markup)
+    scroll = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll[0] <= scroll[1]
+    wider = await page.evaluate(  # nor does any table scroll inside its card
+        "[...document.querySelectorAll('.scroll')].filter(e => e.scrollWidth > e.clientWidth)"
+        ".map(e => e.id || e.parentElement.id)")
+    assert wider == []
+    assert await page.evaluate("window.pwned") is None

@@ -33,9 +33,15 @@ function ago(unixSeconds, now) {
 function ms(value) { return value == null ? "—" : `${Math.round(value)} ms`; }
 function clock(unixSeconds) { return new Date(unixSeconds * 1000).toLocaleTimeString(); }
 
+// Bidirectional controls would reorder what follows them on the page: show them instead.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function visible(text) {
+  return String(text ?? "").replace(BIDI, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+}
+
 function cell(row, text, attrs = {}) {
   const td = document.createElement("td");
-  td.textContent = text;
+  td.textContent = visible(text);
   for (const [name, value] of Object.entries(attrs)) {
     if (name === "class") td.className = value; else td.setAttribute(name, value);
   }
@@ -52,7 +58,7 @@ function fill(tbody, items, draw) {
 function renderFleet(state) {
   const fleet = state.fleet;
   const count = fleet.replicas.length;
-  $("#served-by").textContent = `replica ${state.replica}`;
+  $("#served-by").textContent = visible(`replica ${state.replica}`);
   $("#fleet-summary").textContent = fleet.shared
     ? `${count} live replica${count === 1 ? "" : "s"} sharing Redis; leader ${fleet.leader ?? "none"}${fleet.epoch ? `, epoch ${fleet.epoch}` : ""}`
     : "one replica, in-process store (no Redis configured)";
@@ -189,7 +195,7 @@ function stageRows(tbody, stages) {
 function showDecision(d) {
   const box = $("#decision");
   box.hidden = false;
-  $("#decision-id").textContent = `${d.request_id} (${d.status})`;
+  $("#decision-id").textContent = visible(`${d.request_id} (${d.status})`);
   const stages = d.stages ?? [{ stage: "—", before: [], after: [], rejected: [
     { backend: "not routed", reason: d.error ?? "refused before routing" }] }];
   stageRows(box.querySelector("tbody"), stages);
