@@ -10,6 +10,6 @@ WORKDIR /app
 COPY --from=wheel /wheels /wheels
 # With the `fast` extra: uvloop is the event loop the image serves on.
 RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[fast]" && rm -rf /wheels
-COPY tests/support/mock_backend.py ./tests/support/mock_backend.py
+COPY tests/support/mock_backend.py tests/support/mock_engine.py ./tests/support/
 COPY deploy ./deploy
 CMD ["nexus", "serve"]

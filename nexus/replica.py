@@ -14,6 +14,7 @@ import aiohttp
 from nexus.backends.checker import HealthChecker
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
+from nexus.backends.scraper import EngineScraper
 from nexus.backends.stats import Stats
 from nexus.client import BackendClient
 from nexus.config.schema import Config
@@ -84,6 +85,7 @@ class Gateway:
             await self.store.start(self.supervisor)
             try:
                 async with self._fleet_running(), self._health_loop(checker), \
+                        self._engine_loop(EngineScraper(self.registry, session, self.recorder)), \
                         self.supervisor.running("stall-watch", self._forwarder.watch.run_forever):
                     yield
             finally:
@@ -99,6 +101,23 @@ class Gateway:
         async with self.fleet.running():
             yield
 
+
+    @contextlib.asynccontextmanager
+    async def _engine_loop(self, scraper: EngineScraper) -> AsyncIterator[None]:
+        """The engines' own load signals, read off the request path: by the leader for
+        the fleet (published with its health), or by this replica alone."""
+        if not scraper.backends:
+            yield
+            return
+        fleet = self.fleet
+        if fleet is None:
+            scrapes: LoopFactory = scraper.run_forever
+        else:
+            def scrapes() -> Coroutine[object, object, None]:
+                return scraper.run_forever(lambda: fleet.runs_health_checks,
+                                           fleet.publish_engine)
+        async with self.supervisor.running("engine-signals", scrapes):
+            yield
 
     @contextlib.asynccontextmanager
     async def _health_loop(self, checker: HealthChecker) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ import msgspec
 
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import Discovery
+from nexus.backends.engine import EngineSignals
 from nexus.backends.health import Health
 from nexus.backends.stats import Stats
 from nexus.core.types import Usage
@@ -136,6 +137,11 @@ class OutcomeRecorder:
                 health.success()
             else:
                 health.failure(result.error)
+
+    @staticmethod
+    def engine(backend: Backend, signals: EngineSignals) -> None:
+        """What the backend's engine said of its load (a scrape, or the leader's)."""
+        backend.state.engine = signals
 
     @staticmethod
     @contextmanager

@@ -16,13 +16,15 @@ from typing import Any
 import msgspec
 import redis.asyncio as redis
 
+from nexus.backends.engine import engine_view
 from nexus.backends.metrics import recent
 from nexus.budget.month import month_of
 from nexus.budget.records import SpendBreakdown
 from nexus.budget.report import budget_report, print_budget
+from nexus.cli.inspect import engine_cells
 from nexus.config.schema import Config
 from nexus.core.masking import mask_url, mask_urls_in
-from nexus.fleet.fleet import BackendFigures, PublishedHealth
+from nexus.fleet.fleet import BackendFigures, PublishedEngine, PublishedHealth
 from nexus.store.connect import close_client, redis_client
 from nexus.store.errors import StoreError, store_errors
 from nexus.store.keys import Keys
@@ -91,6 +93,7 @@ async def _budget(client: redis.Redis, keys: Keys, config: Config,
 
 async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     published = await client.hgetall(keys.health)
+    engines = await client.hgetall(keys.engine)
     members = await client.zrangebyscore(keys.replicas, time.time() - RECENT_SECONDS, "+inf")
     replicas = [str(m) for m in members]
     figures: dict[str, dict[str, Any]] = {}
@@ -113,14 +116,26 @@ async def _backends(client: redis.Redis, keys: Keys) -> dict[str, Any]:
                          "reason": health.reason if health else "no health published yet",
                          "models": health.models if health else [],
                          "checked_by": health.by if health else None,
+                         "engine": _engine(engines.get(name)),
                          **figures.get(name, {"in_flight": 0, "successes": 0, "errors": 0,
                                               "replicas": 0})})
     return {"replicas": replicas, "backends": backends}
 
 
+def _engine(raw: str | bytes | None) -> dict[str, Any] | None:
+    """The leader's last reading of a backend's engine, aged as a replica would age it."""
+    if raw is None:
+        return None
+    seen = msgspec.json.decode(raw, type=PublishedEngine)
+    age = max(0.0, time.time() - seen.read_unix)
+    return engine_view(msgspec.structs.replace(seen.signals, read_at=-age), now=0.0)
+
+
 def _print_backends(data: dict[str, Any]) -> None:
     print(f"{len(data['replicas'])} replica(s) publishing: {', '.join(data['replicas'])}")
-    print(f"{'NAME':<18} {'STATE':<10} {'IN FLIGHT':>9} {'OK/h':>7} {'ERR/h':>6}  MODELS")
+    print(f"{'NAME':<18} {'STATE':<10} {'IN FLIGHT':>9} {'QUEUE':>7} {'OK/h':>7} {'ERR/h':>6}"
+          "  MODELS")
     for b in data["backends"]:
-        print(f"{b['name']:<18} {b['state']:<10} {b['in_flight']:>9} {b['successes']:>7} "
-              f"{b['errors']:>6}  {', '.join(b['models']) or '-'}")
+        queue = engine_cells(b["engine"])[0]
+        print(f"{b['name']:<18} {b['state']:<10} {b['in_flight']:>9} {queue:>7} "
+              f"{b['successes']:>7} {b['errors']:>6}  {', '.join(b['models']) or '-'}")

@@ -22,8 +22,12 @@ def inspect(what: str, config_path: str | None, url: str | None, key_env: str, *
     if as_json:
         print(json.dumps(data, indent=2))
     elif what == "backends":
-        print(table(["NAME", "TYPE", "ZONE", "STATE", "IN FLIGHT", "CONTEXT", "MODELS"],
-                    [_backend_row(b) for b in data["backends"]], right={4}))
+        print(table(["NAME", "TYPE", "ZONE", "STATE", "IN FLIGHT", "QUEUE", "KV", "HITS",
+                     "CONTEXT", "MODELS"],
+                    [_backend_row(b) for b in data["backends"]], right={4, 5, 6, 7}))
+        rate = data.get("prefix_cache_hit_rate")
+        if rate is not None:
+            print(f"fleet prefix-cache hit rate: {rate:.0%}")
     else:
         print(table(["MODEL", "CONTEXT", "ALIAS OF", "BACKENDS"],
                     [[m["id"], _context(m.get("context_window")), m.get("alias_of", "-"),
@@ -35,7 +39,18 @@ def _backend_row(b: dict[str, Any]) -> list[str]:
     windows = b.get("context_windows") or {}
     context = ", ".join(sorted({f"{w['tokens']} ({w['source']})" for w in windows.values()}))
     return [b["name"], b["type"], b["zone"], b["state"], str(b["in_flight"]),
-            context or "-", ", ".join(b["models"]) or "-"]
+            *engine_cells(b.get("engine")), context or "-", ", ".join(b["models"]) or "-"]
+
+
+def engine_cells(engine: dict[str, Any] | None) -> list[str]:
+    """The server's own queue (running+waiting/slots), KV use and cache hits: "-" when it
+    reports none, or its reading is stale."""
+    if not engine or not engine["fresh"]:
+        return ["-", "-", "-"]
+    slots = f"/{engine['slots']}" if engine["slots"] else ""
+    kv, hits = engine["kv_usage"], engine["prefix_cache_hit_rate"]
+    return [f"{engine['running']}+{engine['waiting']}{slots}",
+            "-" if kv is None else f"{kv:.0%}", "-" if hits is None else f"{hits:.0%}"]
 
 
 def _context(window: dict[str, Any] | None) -> str:

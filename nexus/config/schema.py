@@ -140,6 +140,10 @@ class BackendConfig(Section):
     capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
     # anthropic: model glob -> the sampling parameters it takes (over the built-in table)
     sampling: dict[str, SamplingRule] = msgspec.field(default_factory=dict)
+    # The engine whose own load signals are read ("auto": by type: vllm, llamacpp,
+    # ollama; "sglang" for an SGLang server; "off": none), and how often.
+    engine: Literal["auto", "vllm", "sglang", "llamacpp", "ollama", "off"] = "auto"
+    engine_interval_seconds: PositiveFloat = 1.0
 
 
 class Weights(Section):
@@ -169,6 +173,13 @@ class BudgetConfig(Section):
 
 class RoutingConfig(Section):
     strategy: Strategy = "smart"
+    # Keep a conversation on one local server (its prefix cache): by the client's
+    # session, or else by a hash of the conversation's leading messages ("prefix").
+    affinity: Literal["prefix", "session", "off"] = "prefix"
+    # Leave the preferred server when it is saturated, or when it has at least `ratio`
+    # times the load of the least-loaded candidate and `gap` requests more.
+    affinity_balance_ratio: Annotated[float, Meta(ge=1.0)] = 1.5
+    affinity_balance_gap: PositiveInt = 4
     max_retries: NonNegativeInt = 2
     weights: Weights = msgspec.field(default_factory=Weights)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)

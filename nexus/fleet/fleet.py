@@ -18,6 +18,7 @@ import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
 from nexus.backends.backend import Backend
+from nexus.backends.engine import EngineSignals
 from nexus.backends.health import Health
 from nexus.backends.metrics import recent
 from nexus.backends.registry import Registry
@@ -82,6 +83,14 @@ def _figures(backend: Backend) -> BackendFigures:
                           errors=errors, latency_ema_ms=backend.local_latency_ema_ms,
                           ttft_ema_ms=backend.metrics.local_ttft_ema_ms)
 _health_decoder = msgspec.json.Decoder(PublishedHealth)
+
+
+class PublishedEngine(msgspec.Struct, kw_only=True):
+    signals: EngineSignals
+    read_unix: float  # when the leader read it (its clock, as every replica's: NTP)
+
+
+_engine_decoder = msgspec.json.Decoder(PublishedEngine)
 _encode = msgspec.json.encode
 
 
@@ -138,6 +147,7 @@ class Fleet:
             await self.merge_metrics()
             if not self.leadership.leading:
                 await self.adopt_health()
+                await self.adopt_engine()
 
     # -- backend figures -----------------------------------------------------------------
     async def publish_metrics(self) -> None:
@@ -239,6 +249,32 @@ class Fleet:
         self._health_seen = newest
         if changed:
             self.registry.reindex()
+
+    # -- engine signals, read by the leader -----------------------------------------------
+    async def publish_engine(self) -> None:
+        """Publish what the leader's scrapes read; a store failure waits for the next."""
+        with contextlib.suppress(StoreError), store_errors():
+            now, mono = time.time(), time.monotonic()
+            fields: dict[str, str | int | float] = {
+                b.name: _encode(PublishedEngine(
+                    signals=b.state.engine, read_unix=now - (mono - b.state.engine.read_at)
+                )).decode() for b in self.registry if b.state.engine is not None}
+            if fields:
+                await self.leadership.fenced_hset(self.keys.engine, fields)
+
+    async def adopt_engine(self) -> None:
+        """The leader's readings, each as old here as it was when read there."""
+        published = await self.client.hgetall(self.keys.engine)
+        now, mono = time.time(), time.monotonic()
+        for name, raw in published.items():
+            backend = self.registry.get(str(name))
+            if backend is None:
+                continue
+            seen = _engine_decoder.decode(raw)
+            signals = msgspec.structs.replace(seen.signals,
+                                              read_at=mono - max(0.0, now - seen.read_unix))
+            if backend.state.engine is None or signals.read_at > backend.state.engine.read_at:
+                backend.state.engine = signals
 
     @staticmethod
     async def _every(seconds: float, action: Callable[[], Awaitable[object]]) -> None:

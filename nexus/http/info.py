@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from nexus import __version__
+from nexus.backends.engine import engine_view
 from nexus.backends.health import Health
 from nexus.budget.prices import usd
 from nexus.budget.report import budget_report
@@ -80,12 +81,22 @@ async def stats(request: web.Request, rid: str) -> web.Response:
     return json_response({
         "uptime_seconds": round(gateway.stats.uptime(), 3),
         "backends": [_backend_stats(gateway, b.name) for b in gateway.registry],
+        "prefix_cache_hit_rate": _fleet_hit_rate(gateway),
         "tenants": {kind: {name: {"requests": requests[name], "spend_micro_usd": spend[name]}
                            for name in _own(reader, kind, set(requests) | set(spend))}
                     for kind, requests, spend in (
                         ("keys", gateway.stats.key_requests, gateway.stats.key_spend),
                         ("teams", gateway.stats.team_requests, gateway.stats.team_spend))},
     })
+
+
+def _fleet_hit_rate(gateway: Gateway) -> float | None:
+    """The fleet's prefix-cache hit rate: cached tokens over queried ones, summed over
+    the servers whose engines report them."""
+    engines = [e for b in gateway.registry if (e := b.state.engine) is not None
+               and e.prefix_queries]
+    queried = sum(e.prefix_queries or 0.0 for e in engines)
+    return None if not queried else sum(e.prefix_hits or 0.0 for e in engines) / queried
 
 
 def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
@@ -101,6 +112,7 @@ def _backend_stats(gateway: Gateway, name: str) -> dict[str, Any]:
                             if (w := backend.window(m)) is not None},
         "capabilities": {m: sorted(c) for m, c in sorted(backend.state.capabilities.items())},
         "latency_ema_ms": backend.latency_ema_ms,
+        "engine": engine_view(backend.state.engine),  # what the server says of its load
         "responses": {str(s): n for (b, s), n in counters.responses.items() if b == name},
         "failures": {k: n for (b, k), n in counters.failures.items() if b == name},
         "prompt_tokens": counters.prompt_tokens[name],

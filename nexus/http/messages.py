@@ -15,6 +15,7 @@ from msgspec import Meta
 
 from nexus.core.errors import BadRequest
 from nexus.http import openai
+from nexus.http.affinity import messages_affinity
 from nexus.http.body import read_body
 from nexus.http.context import GATEWAY, json_response
 from nexus.http.edge import TENANT
@@ -70,7 +71,8 @@ async def messages(request: web.Request, rid: str) -> web.StreamResponse:
                 requirements=requirements_of_messages(payload), stream=view.stream,
                 flags=tenant_flags(request_flags(request.headers), tenant),
                 priority=request_priority(request.headers), tenant=tenant,
-                dialect=MessagesDialect(body, payload, client_headers(request.headers)))
+                dialect=MessagesDialect(body, payload, client_headers(request.headers)),
+                affinity=messages_affinity(request.headers, payload))
     if tenant is not None:
         await admit(gateway, call, tenant)
     return await gateway.forwarder.serve(call, request)
@@ -100,7 +102,8 @@ async def messages_explain(request: web.Request, rid: str) -> web.Response:
     tenant = request[TENANT]
     routing = RoutingRequest(model=view.model, requirements=requirements_of_messages(payload),
                              request_id=rid, tenant=tenant,
-                             flags=tenant_flags(request_flags(request.headers), tenant))
+                             flags=tenant_flags(request_flags(request.headers), tenant),
+                             affinity=messages_affinity(request.headers, payload))
     return openai.explained(gateway, routing)
 
 

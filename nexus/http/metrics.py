@@ -121,4 +121,26 @@ def _backend_lines(registry: Registry) -> list[str]:
         lines += [f'nexus_backend_state{{backend="{name}",state="{s.value}"}} '
                   f"{int(backend.health.state is s)}" for s in Health]
         lines.append(f'nexus_backend_in_flight{{backend="{name}"}} {backend.in_flight}')
+    return lines + _engine_lines(registry)
+
+
+def _engine_lines(registry: Registry) -> list[str]:
+    """What each engine reports of its own load (fresh readings only)."""
+    lines = ["# HELP nexus_engine_requests Requests the backend's engine reports, by state.",
+             "# TYPE nexus_engine_requests gauge",
+             "# HELP nexus_engine_kv_cache_usage The engine's KV-cache use, 0 to 1.",
+             "# TYPE nexus_engine_kv_cache_usage gauge",
+             "# HELP nexus_engine_prefix_cache_hit_rate Cached over queried prompt tokens.",
+             "# TYPE nexus_engine_prefix_cache_hit_rate gauge"]
+    for backend in registry:
+        engine, name = backend.state.engine, _escape(backend.name)
+        if engine is None or not engine.fresh():
+            continue
+        lines += [f'nexus_engine_requests{{backend="{name}",state="running"}} {engine.running}',
+                  f'nexus_engine_requests{{backend="{name}",state="waiting"}} {engine.waiting}']
+        if engine.kv_usage is not None:
+            lines.append(f'nexus_engine_kv_cache_usage{{backend="{name}"}} {engine.kv_usage}')
+        rate = engine.prefix_hit_rate
+        if rate is not None:
+            lines.append(f'nexus_engine_prefix_cache_hit_rate{{backend="{name}"}} {rate:.4f}')
     return lines

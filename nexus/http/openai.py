@@ -10,6 +10,7 @@ from aiohttp import web
 from nexus.backends.backend import Backend
 from nexus.core.errors import NexusError
 from nexus.core.types import Endpoint, RequestFlags
+from nexus.http.affinity import chat_affinity
 from nexus.http.body import read_body
 from nexus.http.context import GATEWAY, json_response
 from nexus.http.edge import TENANT, EndpointHandler
@@ -37,7 +38,8 @@ def _proxy(endpoint: Endpoint) -> EndpointHandler:
                     stream=view.stream and endpoint != "embeddings",
                     include_usage=bool(options.get("include_usage")),
                     flags=tenant_flags(request_flags(request.headers), tenant),
-                    priority=request_priority(request.headers), tenant=tenant)
+                    priority=request_priority(request.headers), tenant=tenant,
+                    affinity=chat_affinity(request.headers, view))
         if tenant is not None:
             await admit(gateway, call, tenant)
         return await gateway.forwarder.serve(call, request)
@@ -75,7 +77,8 @@ async def routing_explain(request: web.Request, rid: str) -> web.Response:
     tenant = request[TENANT]
     routing = RoutingRequest(model=view.model, requirements=view_requirements(view),
                              request_id=rid, tenant=tenant,
-                             flags=tenant_flags(request_flags(request.headers), tenant))
+                             flags=tenant_flags(request_flags(request.headers), tenant),
+                             affinity=chat_affinity(request.headers, view))
     return explained(request.app[GATEWAY], routing)
 
 

@@ -33,6 +33,9 @@ class ChatRequest(msgspec.Struct):
     tools: Any = None
     functions: Any = None
     response_format: Any = None
+    # Read for affinity: the client's own name for the conversation.
+    prompt_cache_key: Any = None
+    user: Any = None
 
 
 class CompletionRequest(msgspec.Struct):
@@ -41,6 +44,7 @@ class CompletionRequest(msgspec.Struct):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     max_tokens: Any = None
+    user: Any = None
 
 
 class EmbeddingRequest(msgspec.Struct):

@@ -18,6 +18,7 @@ from nexus.adapters.base import StreamTranslator, UpstreamRequest
 from nexus.core.errors import NexusError
 from nexus.core.types import NO_FLAGS, Endpoint, RequestFlags, Requirements, Usage
 from nexus.proxy.request_id import fresh_id
+from nexus.routing.affinity import AffinityKey
 from nexus.routing.types import Route
 from nexus.tenants.model import Tenant
 from nexus.tenants.rates import RateCheck
@@ -66,6 +67,7 @@ class Call(msgspec.Struct, kw_only=True):
     rate_headers: dict[str, str] = msgspec.field(default_factory=dict)  # x-ratelimit-*
     dialect: Dialect | None = None  # the client's API when not OpenAI's (Messages)
     route: Route | None = None      # the last route tried, for the dashboard's feed
+    affinity: AffinityKey | None = None  # the conversation's key: which server keeps it
     cost_micro_usd: int = 0         # what it cost, once billed
     _payload: dict[str, Any] | None = None
     _spend_id: str | None = None

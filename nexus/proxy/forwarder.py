@@ -133,7 +133,7 @@ class Forwarder:
         request = RoutingRequest(model=call.model, endpoint=call.endpoint, excluded=excluded,
                                  attempt=attempt, requirements=call.requirements,
                                  flags=call.flags, request_id=call.request_id,
-                                 tenant=call.tenant)
+                                 tenant=call.tenant, affinity=call.affinity)
         decision = self.router.decide(request)
         if isinstance(decision, Route):  # the common case, with no coroutine in between
             return decision

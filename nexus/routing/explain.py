@@ -30,6 +30,7 @@ def explain(router: Router, request: RoutingRequest) -> dict[str, Any]:
                     "priority": round(s.parts.priority, 4),
                     "free_capacity": round(s.parts.free_capacity, 4),
                     "speed": round(s.parts.speed, 4), "quality": round(s.parts.quality, 4),
+                    "cache": round(s.parts.cache, 4), "warmth": round(s.parts.warmth, 4),
                     "adjustment": s.parts.adjustment} for s in trace.scores],
     }
 

@@ -10,6 +10,7 @@ import msgspec
 from nexus.backends.backend import Backend
 from nexus.budget.month import BudgetStatus
 from nexus.core.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
+from nexus.routing.affinity import AffinityKey
 from nexus.routing.policies import NO_POLICY, EffectivePolicy
 from nexus.routing.types import CostEstimate, RejectionReason, ScoreAdjustment
 from nexus.tenants.model import Tenant
@@ -45,6 +46,7 @@ class RoutingIntent(msgspec.Struct, kw_only=True):
     tried: frozenset[str] = frozenset()   # backends this request already failed on
     model_served: bool = False            # some backend in the fleet lists the model
     tenant: Tenant | None = None          # the key (and team) that sent the request
+    affinity: AffinityKey | None = None   # the conversation's key: which server keeps it
 
     def narrow(self, stage: str, why_not: Callable[[Backend], Verdict]) -> None:
         """Keep the candidates `why_not` has nothing against; drop the rest with a reason.

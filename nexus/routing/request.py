@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from nexus.core.types import NO_FLAGS, Endpoint, RequestFlags, Requirements
+from nexus.routing.affinity import AffinityKey
 from nexus.routing.types import Route
 from nexus.tenants.model import Tenant
 
@@ -23,3 +24,4 @@ class RoutingRequest(msgspec.Struct, kw_only=True):
     flags: RequestFlags = NO_FLAGS
     request_id: str = ""
     tenant: Tenant | None = None            # who sent it: their budgets narrow the route
+    affinity: AffinityKey | None = None     # the conversation's key (session or prefix)

@@ -22,6 +22,7 @@ from nexus.core.errors import (
     ModelNotFound,
     NoViableBackend,
 )
+from nexus.routing.affinity import Affinity, AffinityKey
 from nexus.routing.aliases import resolve
 from nexus.routing.intent import RoutingIntent
 from nexus.routing.pipeline import Pipeline, Reconciler, StageEffect
@@ -80,9 +81,11 @@ class Router:
             checks.interval_seconds * checks.recovery_threshold)))
         self._chains: dict[str, list[str | None]] = {}
         quality = quality or QualityConfig()
+        affinity = None if config.affinity == "off" or config.strategy != "smart" else \
+            Affinity(config.affinity_balance_ratio, config.affinity_balance_gap)
         self.scheduler = SchedulerReconciler(
             Strategies(rng).get(config.strategy),
-            Scorer(config.weights, quality.min_requests), queue or QueueConfig())
+            Scorer(config.weights, quality.min_requests), queue or QueueConfig(), affinity)
         self.pipeline = Pipeline([
             RequestAnalyzer(registry, config.aliases, PolicySet(config.policies)),
             PrivacyReconciler(),
@@ -189,10 +192,21 @@ class Router:
                                resolved_model=request.model, endpoint=request.endpoint,
                                payload=request.payload, fallback_model=fallback,
                                headers=request.flags, attempt=request.attempt,
-                               tried=request.excluded, tenant=request.tenant)
+                               tried=request.excluded, tenant=request.tenant,
+                               affinity=self._affinity_of(request))
         if request.requirements is not None:
             intent.requirements, intent.requirements_known = request.requirements, True
         return intent
+
+    def _affinity_of(self, request: RoutingRequest) -> AffinityKey | None:
+        """The request's key, as `[routing] affinity` allows: a session key always, a
+        prefix key only in "prefix" mode."""
+        key = request.affinity
+        if key is None or self.config.affinity == "off":
+            return None
+        if key.source == "prefix" and self.config.affinity != "prefix":
+            return None
+        return key
 
     def _unknown_model(self, model: str) -> Exception:
         # A backend that never answered discovery may serve the model: that is not a 404.

@@ -52,6 +52,12 @@ class Keys:
     def health(self) -> str:
         return f"{self.tag}:health"
 
+    @property
+    def engine(self) -> str:
+        """Hash: backend name -> JSON of its engine's load signals, as the leader read
+        them (`read_unix` says when)."""
+        return f"{self.tag}:engine"
+
     def replica_metrics(self, replica_id: str) -> str:
         return f"{{{self.prefix}:replica:{replica_id}}}:metrics"
 

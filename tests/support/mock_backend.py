@@ -18,6 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
+try:
+    from tests.support.mock_engine import MockEngine
+except ImportError:  # run as a script: tests/support/ is the script's own folder
+    from mock_engine import MockEngine  # type: ignore[no-redef]
+
 
 @dataclass
 class Behaviour:
@@ -54,6 +59,13 @@ class Behaviour:
     # streamed, the arguments come in `tool_fragments` pieces, as servers send them.
     tool_call: dict[str, str] | None = None
     tool_fragments: int = 3
+    # Engine habits (tests/support/mock_engine.py): at most `slots` requests at once
+    # (the rest wait in a queue), a prefix cache that reports cached_tokens, and, with
+    # flavor "vllm", "sglang" or "llama-server", the engine's /metrics; Ollama's /api/ps
+    # lists `loaded` (default: every model).
+    slots: int | None = None
+    prefix_cache: bool = False
+    loaded: list[str] | None = None
 
 
 @dataclass
@@ -76,6 +88,7 @@ class MockBackend:
         self.hold = False
         self.hold_after_done = False  # a stream waits on `release` between [DONE] and its end
         self.port = 0
+        self.engine = MockEngine()
         self._runner: web.AppRunner | None = None
         self._failures = 0
 
@@ -90,6 +103,8 @@ class MockBackend:
         app.router.add_get("/api/tags", self._tags)
         app.router.add_post("/api/show", self._show)
         app.router.add_get("/props", self._props)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/api/ps", self._ps)
         app.router.add_get("/api/v0/models", self._lmstudio_models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
@@ -160,13 +175,19 @@ class MockBackend:
 
     def _usage(self, body: dict[str, Any], completion: str) -> dict[str, int]:
         b = self.behaviour
+        text = json.dumps(body.get("messages") or body.get("prompt") or "")
         prompt = b.usage_prompt_tokens
         if prompt is None:
             prompt = max(1, len(str(body.get("messages") or body.get("prompt") or "")) // 4)
         done = b.usage_completion_tokens
         if done is None:
             done = len(completion.split())
-        return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": done,
+                                 "total_tokens": prompt + done}
+        if b.prefix_cache:
+            usage["prompt_tokens_details"] = {
+                "cached_tokens": min(prompt, self.engine.cached_tokens(text))}
+        return usage
 
     # -- endpoints ---------------------------------------------------------------------------
     def _discovery_gate(self) -> web.StreamResponse | None:
@@ -198,10 +219,26 @@ class MockBackend:
         return {}
 
     async def _props(self, request: web.Request) -> web.StreamResponse:
-        if self.behaviour.flavor != "llama-server-props":
+        if self.behaviour.flavor not in ("llama-server-props", "llama-server"):
             raise web.HTTPNotFound()
         return web.json_response({"default_generation_settings": {
-            "n_ctx": self.behaviour.context_window}, "total_slots": 1})
+            "n_ctx": self.behaviour.context_window}, "total_slots": self.behaviour.slots or 1})
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        flavor = self.behaviour.flavor
+        if flavor not in ("vllm", "sglang", "llama-server"):
+            raise web.HTTPNotFound()
+        return web.Response(text=self.engine.metrics(flavor, self.behaviour.models[0]),
+                            content_type="text/plain")
+
+    async def _ps(self, request: web.Request) -> web.StreamResponse:
+        if self.behaviour.flavor != "ollama":
+            raise web.HTTPNotFound()
+        loaded = self.behaviour.models if self.behaviour.loaded is None \
+            else self.behaviour.loaded
+        return web.json_response({"models": [
+            {"name": m, "model": m, "size_vram": 4_000_000_000,
+             "expires_at": "2099-01-01T00:00:00Z"} for m in loaded]})
 
     async def _lmstudio_models(self, request: web.Request) -> web.StreamResponse:
         if self.behaviour.flavor != "lmstudio":
@@ -235,6 +272,12 @@ class MockBackend:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
+        self.engine.configure(self.behaviour.slots)
+        async with self.engine.slot():
+            return await self._chat_in_slot(request, body)
+
+    async def _chat_in_slot(self, request: web.Request,
+                            body: dict[str, Any]) -> web.StreamResponse:
         gated = await self._gate(request) or self._llama_cpp_refusal(body)
         if gated is not None:
             return gated

@@ -17,6 +17,7 @@ import msgspec
 
 from nexus import __version__
 from nexus.backends.backend import Backend
+from nexus.backends.engine import engine_view
 from nexus.budget.month import BudgetView, month_of, status_of
 from nexus.budget.prices import micro_usd
 from nexus.budget.records import SpendBreakdown
@@ -61,6 +62,7 @@ def backend_view(backend: Backend) -> Json:
         "ttft_ms": _rounded(backend.metrics.ttft_ema_ms),
         "error_rate": None if total == 0 else round(errors / total, 4),
         "requests_last_hour": total, "requests_per_minute": round(total / 60, 2),
+        "engine": engine_view(backend.state.engine),  # the server's own queue, KV, hits
     }
 
 

@@ -9,8 +9,9 @@ import msgspec
 from nexus.backends.backend import Backend
 from nexus.backends.health import Health
 from nexus.config.schema import QueueConfig
+from nexus.routing.affinity import Affinity, AffinityKey
 from nexus.routing.intent import RoutingIntent
-from nexus.routing.scoring import ScoreParts, Scorer
+from nexus.routing.scoring import ScoreParts, Scorer, capacity, warmth
 from nexus.routing.strategies import Strategy
 from nexus.routing.types import Queue, Reject, RejectionReason, Route, RoutingDecision
 
@@ -21,17 +22,21 @@ DEFAULT_WAIT_MS = 1000  # the wait guessed for a full backend that has no latenc
 class SchedulerReconciler:
     name = STAGE
 
-    def __init__(self, strategy: Strategy, scorer: Scorer, queue: QueueConfig) -> None:
+    def __init__(self, strategy: Strategy, scorer: Scorer, queue: QueueConfig,
+                 affinity: Affinity | None = None) -> None:
         self.strategy = strategy
         self.scorer = scorer
         self.queue = queue
+        self.affinity = affinity  # None: the strategy alone picks
 
     def reconcile(self, intent: RoutingIntent) -> None:
         intent.keep(STAGE, [b for b in intent.candidates if not b.health.down], _down)
 
     def decide(self, intent: RoutingIntent) -> RoutingDecision:
-        ready = [b for b in intent.candidates
-                 if b.health.routable and b.fleet_in_flight < b.max_concurrent]
+        now = time.monotonic()
+        ready = [b for b in intent.candidates if b.health.routable and (
+            b.fleet_in_flight < b.max_concurrent if b.state.engine is None
+            else b.fleet_in_flight < capacity(b, now)[1])]  # the engine's slots, if said
         if ready:
             route = self._route(intent, ready)
             if len(ready) == len(intent.candidates):  # nothing loading, nothing full
@@ -47,13 +52,18 @@ class SchedulerReconciler:
 
     def score_table(self, intent: RoutingIntent) -> list[tuple[Backend, ScoreParts]]:
         """Every remaining candidate's score and its factors, best first (for explain)."""
-        factors = intent.factors()
-        rows = [(b, self.scorer.parts(b, factors.get(b.name, 1.0))) for b in intent.candidates]
+        factors, model = intent.factors(), intent.resolved_model
+        rows = [(b, self.scorer.parts(b, factors.get(b.name, 1.0), model))
+                for b in intent.candidates]
         return sorted(rows, key=lambda row: -row[1].score)
 
     def _route(self, intent: RoutingIntent, ready: list[Backend]) -> Route:
-        score_all, factors = self.scorer.score_all, intent.factors()
-        backend, why = self.strategy(ready, lambda backends: score_all(backends, factors))
+        score_all, factors, model = self.scorer.score_all, intent.factors(), intent.resolved_model
+        backend, why = self.strategy(ready, lambda backends: score_all(backends, factors, model))
+        key, affinity = intent.affinity, self.affinity
+        if key is not None and affinity is not None and not backend.is_cloud:
+            backend, why = _with_affinity(key, affinity, intent.resolved_model, ready,
+                                          backend, why)
         reason = why
         if intent.fallback_model:
             reason += f"; fallback={intent.resolved_model}"
@@ -86,6 +96,18 @@ class SchedulerReconciler:
         return Queue(reason="; ".join(f"{r.backend} {r.reason}" for r in waiting),
                      estimated_wait_ms=min(_wait_ms(b) for b in intent.candidates),
                      rejection_reasons=[*intent.rejection_reasons, *waiting])
+
+
+def _with_affinity(key: AffinityKey, affinity: Affinity, model: str, ready: list[Backend],
+                   chosen: Backend, why: str) -> tuple[Backend, str]:
+    """Among the local servers as good as the one the score chose (same priority, the
+    model warm where any has it warm), the conversation's own, unless too busy."""
+    now = time.monotonic()
+    pool = [b for b in ready if b.priority == chosen.priority and not b.is_cloud]
+    pool = [b for b in pool if warmth(b, model, now) == 1.0] or pool
+    if len(pool) < 2:
+        return chosen, why
+    return affinity.pick(key, pool)
 
 
 def _down(backend: Backend) -> tuple[str, str]:

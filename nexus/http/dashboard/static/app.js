@@ -96,7 +96,15 @@ function renderBackends(state) {
     cell(tr, ms(b.ttft_ms));
     cell(tr, b.error_rate == null ? "—" : `${(b.error_rate * 100).toFixed(1)} % of ${b.requests_last_hour}`);
     cell(tr, b.requests_per_minute.toFixed(2));
+    cell(tr, engineText(b.engine), { class: "engine" });
   });
+}
+
+// The server's own figures: queue (running + waiting / slots), KV use, prefix-cache hits.
+function engineText(e) {
+  if (!e || !e.fresh) return "—";
+  const pct = (x) => (x == null ? "—" : `${Math.round(x * 100)} %`);
+  return `${e.running}+${e.waiting}${e.slots ? ` / ${e.slots}` : ""}, KV ${pct(e.kv_usage)}, hits ${pct(e.prefix_cache_hit_rate)}`;
 }
 
 function renderMoney(state) {
