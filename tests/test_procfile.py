@@ -116,3 +116,15 @@ async def test_every_documented_command_runs_against_the_procfile_cluster(
         assert not re.search(r"^\(error\)|^ERR|\"error\": \{|\"type\": ?\"error\"",
                              result.stdout, re.MULTILINE), \
             (command, result.stdout)
+
+
+def test_readme_says_how_to_get_what_its_fleet_command_runs() -> None:
+    """honcho comes with the `fleet` extra: the README's command installs it first."""
+    import tomllib
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(d.startswith("honcho") for d in extras["fleet"])
+    assert any(d.startswith("uvloop") for d in extras["fast"])
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "-e '.[fleet]' && .venv/bin/honcho start" in readme
+    assert "`.[fast]` adds uvloop" in readme

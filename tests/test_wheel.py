@@ -29,8 +29,11 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with Nexus installed from a freshly built wheel (not editable)."""
     where = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(where / "dist"), str(ROOT)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w",
+                            str(where / "dist"), str(ROOT)], check=True, capture_output=True,
+                           text=True)
+    # Data folders are declared as package data: setuptools warns of none of them.
+    assert "is absent from the `packages` configuration" not in built.stdout + built.stderr
     (wheel,) = (where / "dist").glob("nexus_gateway-*.whl")
     venv.create(where / "venv", with_pip=True)
     python = where / "venv" / "bin" / "python"

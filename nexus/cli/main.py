@@ -9,11 +9,13 @@ error.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 
+from nexus import __version__
 from nexus.cli.remote import DEFAULT_KEY_ENV
 from nexus.config.errors import ConfigError
 from nexus.core.masking import mask_urls_in
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(command=lambda _: _help(parser))
+    parser.add_argument("--version", action="version", version=f"nexus {__version__}")
     sub = parser.add_subparsers(title="commands")
 
     serve = sub.add_parser("serve", help="start one gateway replica")
@@ -135,10 +138,17 @@ def _workers(value: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from nexus.config.loader import load_config
-    from nexus.config.summary import summarize
+    """Every problem `serve` would refuse, in one run: the file's, then what this
+    environment lacks; 2 when there is any."""
+    from nexus.config.loader import read_config
+    from nexus.config.summary import print_problems, summarize
+    from nexus.config.validate import environment_problems, problems
 
-    config = load_config(args.path)
+    config, source = read_config(args.path)
+    in_file, in_env = problems(config, source), environment_problems(config, os.environ)
+    if in_file or in_env:
+        print_problems(source, in_file, in_env, as_json=args.json)
+        return EXIT_CONFIG
     summarize(config, args.path, as_json=args.json)
     return 0
 
@@ -153,7 +163,7 @@ def _config_init(args: argparse.Namespace) -> int:
             handle.write(text)
     except FileExistsError:
         print(f"nexus: {args.output} exists; pass --force to overwrite", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     print(f"wrote {args.output}; validate it with: nexus check {args.output}")
     return 0
 

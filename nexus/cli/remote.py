@@ -23,6 +23,10 @@ class GatewayError(Exception):
     """The gateway could not be reached, or answered with an error: said in one line."""
 
 
+class UsageError(GatewayError):
+    """The command cannot run as asked (exit 2, as for any usage error)."""
+
+
 def gateway_url(config_path: str | None, url: str | None) -> str:
     if url is None:
         server = load_config(config_path).server
@@ -46,8 +50,9 @@ def call(url: str, key_env: str = DEFAULT_KEY_ENV, body: bytes | None = None,
         raise GatewayError(_http_error(exc, key_env, bool(key))) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise GatewayError(f"cannot reach the gateway at {mask_urls_in(url)}: {reason}") \
-            from None
+        raise GatewayError(f"cannot reach the gateway at {mask_urls_in(url)}: {reason} (name "
+                           "a running one with --url http://HOST:PORT, or the config it runs "
+                           "with with --config)") from None
 
 
 def _http_error(exc: urllib.error.HTTPError, key_env: str, key_sent: bool) -> str:

@@ -14,7 +14,7 @@ import msgspec
 
 from nexus.budget.prices import usd
 from nexus.cli.inspect import table
-from nexus.cli.remote import GatewayError, call, gateway_url
+from nexus.cli.remote import GatewayError, UsageError, call, gateway_url
 from nexus.config.loader import load_config
 from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
@@ -169,9 +169,9 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _limits(parser: argparse.ArgumentParser, kind: str) -> None:
-    parser.add_argument("--budget-usd", type=float, help="monthly budget in USD")
-    parser.add_argument("--rpm", type=int, help="requests per minute, fleet-wide")
-    parser.add_argument("--tpm", type=int, help="tokens per minute, fleet-wide")
+    parser.add_argument("--budget-usd", type=_non_negative, help="monthly budget in USD")
+    parser.add_argument("--rpm", type=_positive, help="requests per minute, fleet-wide")
+    parser.add_argument("--tpm", type=_positive, help="tokens per minute, fleet-wide")
     parser.add_argument("--when-stale", choices=["fail_open", "fail_closed"])
     if kind == "key":
         parser.add_argument("--team")
@@ -179,6 +179,26 @@ def _limits(parser: argparse.ArgumentParser, kind: str) -> None:
         parser.add_argument("--privacy", choices=["restricted", "unrestricted"])
         parser.add_argument("--expires", metavar="YYYY-MM-DD",
                             help="the key stops working at 00:00 UTC that day")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {text!r}")
+    return value
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,8 +219,8 @@ def _access(args: argparse.Namespace) -> Access:
         return AdminApi(gateway_url(None, args.url), args.admin_key_env)
     config = load_config(args.config)
     if config.redis is None:
-        raise GatewayError("no [redis] in the config: name a running gateway with --url "
-                           f"(and its admin key in {args.admin_key_env})")
+        raise UsageError("no [redis] in the config: name a running gateway with --url "
+                         f"(and its admin key in {args.admin_key_env})")
     return RedisAccess(RedisStore(config.redis))
 
 
@@ -217,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             result = access.delete(args.kind, args.name)
     except GatewayError as exc:
         print(f"nexus: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     _print(args, result)
     return 0
 

@@ -23,6 +23,15 @@ DEFAULT_SOURCE = "<defaults>"
 def load_config(path: str | os.PathLike[str] | None = None,
                 env: Mapping[str, str] | None = None) -> Config:
     """Load the file at `path` (or `NEXUS_CONFIG`, or defaults) and apply env overrides."""
+    config, source = read_config(path, env)
+    validate(config, source)
+    return config
+
+
+def read_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[Config, str]:
+    """The config as the schema takes it, with env overrides, not yet validated (for
+    `nexus check`, which reports every problem rather than the first); its source."""
     env = os.environ if env is None else env
     path = path or env.get("NEXUS_CONFIG") or None
     if path is None:
@@ -33,8 +42,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     config = _apply_env(config, env)
     if not config.backends:
         config.backends = [default_backend()]
-    validate(config, source)
-    return config
+    return config, source
 
 
 def decode_toml(text: bytes, source: str) -> Config:

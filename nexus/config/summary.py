@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 
 from nexus.config.errors import ConfigError
@@ -30,6 +32,24 @@ def summarize(config: Config, source: str, *, as_json: bool) -> None:
         models = ", ".join(b.models) if b.models else "discovered"
         print(f"    - {b.name:<16} {b.type:<9} zone={b.zone:<10} tier={b.tier} "
               f"priority={b.priority} {mask_url(b.url)} models: {models}")
+
+
+def print_problems(source: str, in_file: list[ConfigError], in_env: list[ConfigError], *,
+                   as_json: bool) -> None:
+    """`nexus check` on a file `serve` would refuse: what is wrong in the file, and what
+    is missing in this environment, each said as such."""
+    if as_json:
+        print(msgspec.json.encode({"valid": False, "source": source, "errors": [
+            {"kind": kind, "key": e.key, "message": mask_urls_in(e.message)}
+            for kind, found in (("file", in_file), ("environment", in_env))
+            for e in found]}).decode())
+        return
+    print(f"nexus: {source}: not valid", file=sys.stderr)
+    for title, found in (("in the file", in_file), ("missing in this environment", in_env)):
+        if found:
+            print(f"  {title}:", file=sys.stderr)
+            for error in found:
+                print(f"    {error.key}: {mask_urls_in(error.message)}", file=sys.stderr)
 
 
 def print_invalid(error: ConfigError) -> None:

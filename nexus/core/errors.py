@@ -62,9 +62,14 @@ class RateLimitExceeded(NexusError):
 
 
 class InsufficientQuota(NexusError):
-    """Out of budget: OpenAI's SDKs do not retry this 429."""
+    """Out of budget: waiting does not help, so the answer says so to every SDK (the
+    OpenAI and Anthropic SDKs both read `x-should-retry: false` and raise at once)."""
 
     status, type, code = 429, "insufficient_quota", "insufficient_quota"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("x-should-retry", "false")
 
 
 class NotFound(NexusError):

@@ -122,6 +122,10 @@ async def _delete(request: web.Request, kind: str) -> web.Response:
                     else gateway.store.tenant_records().teams):
         raise Conflict(f"{kind} {name!r} is declared in the configuration or the environment; "
                        "remove it there")
+    members = sorted(k.name for k in table.keys.values() if k.team == name)
+    if kind == "team" and members:
+        raise Conflict(f"team {name!r} still has keys: {', '.join(members)}; revoke them, or "
+                       "make them again in another team, first", param="name")
     if kind == "key":
         await gateway.store.delete_key(name)
     else:

@@ -44,6 +44,7 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("POST", "/v1/embeddings", openai.embeddings),
     ("POST", "/v1/routing/explain", messages.routing_explain),
     ("GET", "/v1/models", openai.list_models),
+    ("GET", "/v1/models/{model:.+}", openai.retrieve_model),
     ("GET", "/v1/stats", info.stats),
     ("GET", "/v1/budget", info.budget),
     ("GET", "/health", info.health),

@@ -93,6 +93,10 @@ class Tenancy:
             return None if secret is None else table.authenticate(secret)
         tenant = table.authenticate(secret) if secret is not None else None
         if tenant is None:
+            expired = table.expired(secret) if secret is not None else None
+            if expired is not None:
+                raise Unauthorized(f"This API key ({expired.name}) has expired; ask for a new "
+                                   "one", code="expired_api_key")
             raise Unauthorized(LOGIN_HINT)
         return tenant
 

@@ -22,7 +22,7 @@ from nexus.core.errors import (
     Unauthorized,
     error_for_status,
 )
-from nexus.http.auth import Tenancy
+from nexus.http.auth import Tenancy, presented_secret
 from nexus.http.connections import Edge
 from nexus.proxy.request_id import request_id
 from nexus.tenants.model import Tenant
@@ -35,6 +35,7 @@ TENANT = web.RequestKey[Tenant | None]("tenant")  # who sent a /v1/ request (Non
 AS_ADMIN = web.RequestKey[bool]("as_admin")  # a read endpoint asked with the admin key
 # What the admin key reads besides /admin/ and the dashboard: what a client key reads.
 ADMIN_READS = frozenset({"/v1/stats", "/v1/budget", "/v1/models", "/v1/routing/explain"})
+ADMIN_READ_PREFIXES = ("/v1/models/",)  # one model: as the list
 
 
 ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer
@@ -80,7 +81,8 @@ def _admit(tenancy: Tenancy, request: web.Request) -> None:
     """Who may ask this path: raises Unauthorized or Forbidden when the request may not."""
     path = request.path
     if path.startswith("/v1/"):
-        if path in ADMIN_READS and tenancy.is_admin(request.headers):
+        if (path in ADMIN_READS or path.startswith(ADMIN_READ_PREFIXES)) and \
+                tenancy.is_admin(request.headers):
             request[AS_ADMIN], request[TENANT] = True, None
         else:
             request[TENANT] = tenancy.authenticate(request.headers)
@@ -95,8 +97,7 @@ def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
         raise Forbidden("The admin API is off: set server.admin_key_env to the name of the "
                         "variable holding the admin key")
     if not tenancy.is_admin(request.headers):
-        raise Unauthorized("The admin API needs the admin key (server.admin_key_env); a "
-                           "client key is not one")
+        raise Unauthorized(_admin_hint(request, "The admin API"))
 
 
 def _admit_dashboard(tenancy: Tenancy, request: web.Request) -> None:
@@ -108,8 +109,16 @@ def _admit_dashboard(tenancy: Tenancy, request: web.Request) -> None:
         raise Forbidden("The dashboard needs the admin key once client keys exist: set "
                         "server.admin_key_env to the name of the variable holding it")
     if not tenancy.is_admin(request.headers):
-        raise Unauthorized("The dashboard needs the admin key (server.admin_key_env); a "
-                           "client key is not one")
+        raise Unauthorized(_admin_hint(request, "The dashboard"))
+
+
+def _admin_hint(request: web.Request, what: str) -> str:
+    """Why an admin path refused: no key at all, or a key that is not the admin key."""
+    sent = presented_secret(request.headers) is not None
+    return (f"{what} needs the admin key (server.admin_key_env)"
+            + ("; the key sent is not it, and a client key is not one" if sent else
+               ": send it as 'Authorization: Bearer <admin key>' (the CLI's "
+               "--admin-key-env names the variable holding it)"))
 
 
 def openai_error_response(error: NexusError, rid: str) -> web.Response:
@@ -137,5 +146,8 @@ def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 413:
         return "The request body is larger than the gateway accepts (server.max_body_bytes)"
     if exc.status == 404:
-        return "No such endpoint; see /v1/chat/completions, /v1/models, /health"
+        return ("No such endpoint; Nexus serves /v1/chat/completions, /v1/completions, "
+                "/v1/embeddings, /v1/messages, /v1/messages/count_tokens, /v1/models, "
+                "/v1/routing/explain, /v1/stats, /v1/budget, /health, /metrics, /dashboard "
+                "and /admin/keys, /admin/teams")
     return exc.reason

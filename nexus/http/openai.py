@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from nexus.backends.backend import Backend
-from nexus.core.errors import NexusError
+from nexus.core.errors import NexusError, NotFound
 from nexus.core.types import Endpoint, RequestFlags
 from nexus.http.affinity import chat_affinity
 from nexus.http.body import read_body
@@ -22,6 +22,7 @@ from nexus.routing.aliases import resolve
 from nexus.routing.explain import explain
 from nexus.routing.request import RoutingRequest
 from nexus.tenants.model import Tenant
+from nexus.tenants.table import allows_model
 
 
 def _proxy(endpoint: Endpoint) -> EndpointHandler:
@@ -91,6 +92,22 @@ def explained(gateway: Gateway, routing: RoutingRequest) -> web.Response:
 
 
 async def list_models(request: web.Request, rid: str) -> web.Response:
+    return json_response({"object": "list", "data": _models(request)})
+
+
+async def retrieve_model(request: web.Request, rid: str) -> web.Response:
+    """GET /v1/models/{id} (the SDKs' models.retrieve): one entry of the list."""
+    name = request.match_info["model"]
+    found = next((m for m in _models(request) if m["id"] == name), None)
+    if found is None:
+        raise NotFound(f"The model '{name}' does not exist or this key may not use it",
+                       param="model", code="model_not_found")
+    return json_response(found)
+
+
+def _models(request: web.Request) -> list[dict[str, Any]]:
+    """The models of healthy backends, aliases included, and for a client key only
+    those its globs allow."""
     gateway = request.app[GATEWAY]
     available = gateway.registry.available_models()
     data = [_model_entry(model, model, backends) for model, backends in sorted(available.items())]
@@ -98,7 +115,10 @@ async def list_models(request: web.Request, rid: str) -> web.Response:
         target = resolve(alias, gateway.config.routing.aliases)
         if target in available and alias not in available:
             data.append({**_model_entry(alias, target, available[target]), "alias_of": target})
-    return json_response({"object": "list", "data": data})
+    tenant = request.get(TENANT)
+    if tenant is not None:
+        data = [m for m in data if allows_model(tenant.key, m["id"])]
+    return data
 
 
 def _model_entry(name: str, model: str, backends: list[Backend]) -> dict[str, Any]:

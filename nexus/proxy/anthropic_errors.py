@@ -41,8 +41,6 @@ def anthropic_error_response(error: NexusError, request_id: str,
            **error.headers}
     if error.retry_after is not None:
         out["Retry-After"] = str(error.retry_after)
-    if isinstance(error, InsufficientQuota):
-        out["x-should-retry"] = "false"
     return web.Response(status=anthropic_status(error),
                         body=msgspec.json.encode(anthropic_error_body(error, request_id)),
                         content_type="application/json", headers=out)

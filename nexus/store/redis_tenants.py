@@ -317,8 +317,12 @@ def _allowance_settlement(write: AllowanceWrite) -> Settlement:
 
 def _verdict(check: RateCheck, answer: list[Any]) -> RateVerdict:
     if int(answer[0]) == 0:
-        return RateVerdict(False, refused_by=check.subjects[int(answer[1]) - 1].name,
-                           refused_limit=str(answer[2]), retry_after_ms=int(answer[3]))
+        subject = check.subjects[int(answer[1]) - 1]
+        wait = int(answer[3])
+        standing = (Quota(subject, int(answer[4]), int(answer[5]), wait),) \
+            if len(answer) >= 6 else ()
+        return RateVerdict(False, standing, refused_by=subject.name,
+                           refused_limit=str(answer[2]), retry_after_ms=wait)
     figures = [int(x) for x in answer[2:]]  # after the allowance's flag
     return RateVerdict(True, tuple(
         Quota(subject, figures[3 * i], figures[3 * i + 1], figures[3 * i + 2])

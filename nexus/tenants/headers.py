@@ -41,9 +41,13 @@ def seconds(ms: int) -> str:
 
 
 def refusal_headers(check: RateCheck, verdict: RateVerdict) -> dict[str, str]:
-    """The x-ratelimit-* headers of a 429: the limit that refused, none left."""
+    """The x-ratelimit-* headers of a 429: every limited kind's standing, and the limit
+    that refused with none left."""
     subject = next(s for s in check.subjects if s.name == verdict.refused_by)
     kind = verdict.refused_limit
     limit = subject.rpm if kind == "requests" else subject.tpm
-    return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": "0",
-            f"x-ratelimit-reset-{kind}": seconds(verdict.retry_after_ms)}
+    headers = ratelimit_headers(verdict.quotas)  # the refusing subject's standing
+    headers.update({f"x-ratelimit-limit-{kind}": str(limit),
+                    f"x-ratelimit-remaining-{kind}": "0",
+                    f"x-ratelimit-reset-{kind}": seconds(verdict.retry_after_ms)})
+    return headers

@@ -97,7 +97,8 @@ class LocalLimiter:
                 "tokens" if tpm and log.tokens + check.tokens > tpm else ""
             if limit:
                 oldest = log.entries[0][0] if log.entries else now
-                return RateVerdict(False, refused_by=subject.name, refused_limit=limit,
+                return RateVerdict(False, (_quota(subject, log, now, share),),
+                                   refused_by=subject.name, refused_limit=limit,
                                    retry_after_ms=max(1, int(oldest + WINDOW_MS - now)))
         for log in logs:
             log.entries.append((now, check.request_id, check.tokens))

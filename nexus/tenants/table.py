@@ -36,6 +36,11 @@ class TenantTable:
             return None
         return self.tenant(key)
 
+    def expired(self, secret: str) -> KeyRecord | None:
+        """The key a secret names when that key has expired (to say so)."""
+        key = self._by_hash.get(sha256_of(secret))
+        return key if key is not None and key.expired() else None
+
     def by_name(self, name: str) -> Tenant | None:
         key = self.keys.get(name)
         return None if key is None else self.tenant(key)

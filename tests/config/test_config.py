@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_config_init_writes_a_file_that_check_accepts(tmp_path: Path) -> None:
     result = run_cli("check", str(target))
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
-    assert run_cli("config", "init", "-o", str(target)).returncode == 1  # no silent overwrite
+    assert run_cli("config", "init", "-o", str(target)).returncode == 2  # no silent overwrite
 
 
 def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
@@ -185,3 +186,32 @@ def test_a_redis_password_comes_from_the_environment_only() -> None:
     client = redis_client(RedisConfig(password_env="REDIS_PASSWORD", username="nexus"),
                           environ={"REDIS_PASSWORD": "s3cret"})
     assert client.connection_pool.connection_kwargs["password"] == "s3cret"
+
+
+def test_check_reports_every_problem_in_one_run_file_and_environment_apart(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\napi_keys_env = "NO_SUCH_VARIABLE_SET"\n'
+                 'admin_key_env = "NOR_THIS_ONE"\n'
+                 '[routing.aliases]\na = "b"\nb = "a"\n'
+                 '[[backends]]\nname = "x"\nurl = "ftp://nowhere"\n'
+                 '[[backends]]\nname = "x"\nurl = "http://127.0.0.1:1"\n')
+    result = run_cli("check", str(path))
+    assert result.returncode == 2
+    out = result.stderr
+    file_part, _, env_part = out.partition("missing in this environment:")
+    for key in ("backends[0].url", "backends[1].name", "routing.aliases.a"):
+        assert key in file_part
+    for variable in ("NO_SUCH_VARIABLE_SET", "NOR_THIS_ONE"):
+        assert variable in env_part
+    as_json = json.loads(run_cli("check", "--json", str(path)).stdout)
+    kinds = {(e["kind"], e["key"]) for e in as_json["errors"]}
+    assert ("environment", "NO_SUCH_VARIABLE_SET") in kinds
+    assert ("file", "backends[1].name") in kinds
+    assert as_json["valid"] is False
+
+
+def test_what_config_init_writes_serve_starts_with_as_it_is(tmp_path: Path) -> None:
+    from nexus.config.validate import environment_problems
+    target = tmp_path / "nexus.toml"
+    assert run_cli("config", "init", "-o", str(target)).returncode == 0
+    assert environment_problems(load_config(target, env={}), {}) == []

@@ -38,7 +38,8 @@
 -- Returns JSON: per check in order, {1, 1 if an allowance was granted else 0, then
 -- per subject: requests left, tokens left (-1: no limit), ms until its oldest request
 -- leaves the window}, or {0, index of the subject that refused, "requests" or
--- "tokens", ms until a retry can pass}. An allowance's entries are "<id>.0:<request's
+-- "tokens", ms until a retry can pass, its requests left, its tokens left (-1: no
+-- such limit)}. An allowance's entries are "<id>.0:<request's
 -- tokens + tokens asked>" and "<id>.<n>:0" for n = 1 .. slots asked.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -131,10 +132,12 @@ for c, check in ipairs(cjson.decode(ARGV[2])) do
     local s = subject(limits[i][1])
     local rpm, tpm = tonumber(limits[i][2]), tonumber(limits[i][3])
     local wait = math.max(1, (s.oldest or now) + window - now)
+    local left_requests = rpm > 0 and rpm - s.count or -1
+    local left_tokens = tpm > 0 and tpm - s.tokens or -1
     if rpm > 0 and s.count + 1 > rpm then
-      refused = {0, i, 'requests', wait}
+      refused = {0, i, 'requests', wait, left_requests, left_tokens}
     elseif tpm > 0 and s.tokens + tokens > tpm then
-      refused = {0, i, 'tokens', wait}
+      refused = {0, i, 'tokens', wait, left_requests, left_tokens}
     end
     if refused then break end
   end
