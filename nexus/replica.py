@@ -50,7 +50,7 @@ class Gateway:
         self.stats = Stats()
         self.admission = Admission(self.store,
                                    (lambda: fleet.replica_count) if fleet else (lambda: 1),
-                                   self.stats.rate_checks)
+                                   self.stats.rate_checks, config.routing.default_output_tokens)
         self.router = Router(config.routing, self.registry, quality=config.quality,
                              queue=config.queue, budget_view=self.store.budget_view,
                              tenant_spend=self.store.tenant_spend,
@@ -74,7 +74,8 @@ class Gateway:
             self._session = session
             client = BackendClient(session)
             books = Books(self.admission, Holds(self.store, self.config.routing.budget,
-                                               self.config.server.request_timeout_seconds),
+                                               self.config.server.request_timeout_seconds,
+                                               self.store.tenant_spend),
                           self.store)
             self._forwarder = Forwarder(self.router, client, self.recorder, self.waiting,
                                         books, self.feed, self.config.server,

@@ -22,6 +22,7 @@ from nexus.tenants.ops import (
     KeyCreate,
     TeamCreate,
     TenantError,
+    created_key,
     key_view,
     new_key,
     new_team,
@@ -94,7 +95,7 @@ class RedisAccess:
             record, secret = new_key(msgspec.convert(body, KeyCreate), records.keys,
                                      records.teams)
             await self.store.save_key(record)
-            return {"name": record.name, "secret": secret, "key": key_view(record)}
+            return created_key(record, secret)
         try:
             result: dict[str, Any] = self._run(work)
         except (TenantError, msgspec.ValidationError) as exc:
@@ -249,18 +250,34 @@ def _print(args: argparse.Namespace, result: Any) -> None:
         print(json.dumps(shown, indent=2))
     elif args.action == "create" and args.kind == "key":
         print(f"created key {result['name']}; its secret, shown this once:\n{result['secret']}")
+        if result.get("warning"):
+            print(f"nexus: warning: {result['warning']}", file=sys.stderr)
     elif args.action == "list":
         print(table(["NAME", "TEAM", "BUDGET", "RPM", "TPM", "PRIVACY"] if args.kind == "key"
                     else ["NAME", "BUDGET", "RPM", "TPM"], [_row(args.kind, r) for r in result]))
     elif args.action == "show":
         spent = result.get("spent_micro_usd", 0)
         minute = result.get("this_minute", {})
-        print(table(["FIELD", "VALUE"], [[k, str(v)] for k, v in result.items()
+        print(table(["FIELD", "VALUE"], [[k.replace("_", " "), _readable(v)]
+                                          for k, v in result.items()
                                           if k not in ("this_minute", "spent_micro_usd")]))
         print(f"spent this month ${usd(spent)}; this minute {minute.get('requests', 0)} "
               f"requests, {minute.get('tokens', 0)} tokens")
     else:
         print(f"{args.kind} {result['name']}: done")
+
+
+def _readable(value: Any) -> str:
+    """A field as a person reads it: no Python reprs, no epoch floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
 
 
 def _row(kind: str, view: dict[str, Any]) -> list[str]:

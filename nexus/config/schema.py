@@ -180,6 +180,9 @@ class RoutingConfig(Section):
     # times the load of the least-loaded candidate and `gap` requests more.
     affinity_balance_ratio: Annotated[float, Meta(ge=1.0)] = 1.5
     affinity_balance_gap: PositiveInt = 4
+    # The output a request that sets no max_tokens is estimated at: what a budget holds
+    # for it and what its tpm counts until its usage is known.
+    default_output_tokens: PositiveInt = 512
     max_retries: NonNegativeInt = 2
     weights: Weights = msgspec.field(default_factory=Weights)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)

@@ -22,6 +22,7 @@ from nexus.tenants.ops import (
     KeyCreate,
     TeamCreate,
     TenantError,
+    created_key,
     key_view,
     new_key,
     new_team,
@@ -50,7 +51,7 @@ async def create_key(request: web.Request, rid: str) -> web.Response:
         record, secret = new_key(_decode(await request.read(), KeyCreate), table.keys,
                                  table.teams)
     await gateway.store.save_key(record)
-    return _json({"name": record.name, "secret": secret, "key": key_view(record)}, 201)
+    return _json(created_key(record, secret), 201)
 
 
 async def create_team(request: web.Request, rid: str) -> web.Response:

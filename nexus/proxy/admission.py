@@ -27,8 +27,10 @@ DEFAULT_OUTPUT_TOKENS = 512  # a request's output estimate when it sets no max_t
 
 class Admission:
     def __init__(self, store: RateLimits, live_replicas: Callable[[], int] = lambda: 1,
-                 judged: Counter[str] | None = None) -> None:
+                 judged: Counter[str] | None = None,
+                 default_output_tokens: int = DEFAULT_OUTPUT_TOKENS) -> None:
         self.store = store
+        self.default_output_tokens = default_output_tokens
         self.local = LocalLimiter(share=live_replicas)  # only while the store is away
         self.judged = Counter[str]() if judged is None else judged  # by whom (Stats)
 
@@ -46,7 +48,8 @@ class Admission:
             return None, {}
         # Counted under an id of ours: a client's repeated X-Request-Id must not collapse
         # its requests into one entry of the window.
-        check = RateCheck(fresh_id(), _tokens(needs), tenant.rate_subjects)
+        check = RateCheck(fresh_id(), needs.input_tokens + (
+            needs.max_output_tokens or self.default_output_tokens), tenant.rate_subjects)
         try:
             verdict = await self.store.rate_check(check)
             block = check.allowance
@@ -82,6 +85,3 @@ class Admission:
         else:
             self.store.settle_rate(check, actual_tokens)
 
-
-def _tokens(needs: Requirements) -> int:
-    return needs.input_tokens + (needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from nexus.budget.month import day_of, month_of
 from nexus.budget.prices import micro_usd, usd
@@ -23,15 +24,17 @@ from nexus.core.types import Usage
 from nexus.routing.types import Route
 from nexus.store.base import Reservations
 from nexus.store.errors import StoreError
-from nexus.tenants.model import Tenant
+from nexus.tenants.model import Tenant, TenantSpend
 
 log = logging.getLogger(__name__)
 
 
 class Holds:
     def __init__(self, store: Reservations, budget: BudgetConfig | None,
-                 request_timeout_seconds: float) -> None:
+                 request_timeout_seconds: float,
+                 tenant_spend: Callable[[], TenantSpend] = TenantSpend) -> None:
         self.store = store
+        self.tenant_spend = tenant_spend  # what each key and team used, as last seen
         self.budget = budget
         self.strict = budget is not None and budget.enforcement == "strict"
         # A live replica settles long before its hold expires: the margin is on top of
@@ -64,9 +67,22 @@ class Holds:
                 f"pass the monthly limit of ${usd(reservation.limit_micro_usd)}",
                 code="budget_exceeded")
         name = reservation.key if refused == "key" else reservation.team
+        limit = reservation.key_limit_micro_usd if refused == "key" \
+            else reservation.team_limit_micro_usd
+        fits = self._what_fits(route, refused, name, limit)
         return InsufficientQuota(f"{refused} {name!r} is out of budget: reserving "
                                  f"${usd(estimate)} for {route.backend.name} would pass its "
-                                 "monthly_budget_usd")
+                                 f"monthly_budget_usd; {fits}")
+
+    def _what_fits(self, route: Route, kind: str, name: str, limit: int | None) -> str:
+        """The max_tokens that would fit in what the budget has left (as last seen)."""
+        left = max(0, (limit or 0) - self.tenant_spend().used(kind, name))
+        price = route.backend.prices.price(route.model)
+        prompt = -(-route.cost_estimate.input_tokens * price.input_nano // 1000)
+        fits = (left - prompt) * 1000 // price.output_nano if price.output_nano else 0
+        if fits < 1:
+            return f"${usd(left)} is left this month, less than this prompt costs there"
+        return f"${usd(left)} is left this month: send max_tokens of at most {fits} to fit it"
 
     def _reservation(self, route: Route, request_id: str,
                      tenant: Tenant | None) -> Reservation:

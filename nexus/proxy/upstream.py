@@ -98,6 +98,8 @@ def classify_status(backend: Backend, status: int, body: bytes, retry_after: str
     if status >= 500:
         error.message = f"{backend.name} answered HTTP {status}: {error.message}"
         return error, UpstreamFailure(error, answer)
+    if status == 404:  # the model or path is missing there: say where
+        error.message = f"{backend.name} answered HTTP 404: {error.message}"
     if status in RETRY_STATUSES or error.code in RETRY_CODES:
         return error, UpstreamFailure(error, answer)
     return error, None

@@ -89,7 +89,8 @@ class Router:
         self.pipeline = Pipeline([
             RequestAnalyzer(registry, config.aliases, PolicySet(config.policies)),
             PrivacyReconciler(),
-            BudgetReconciler(config.budget, budget_view or _no_spend, tenant_spend),
+            BudgetReconciler(config.budget, budget_view or _no_spend, tenant_spend,
+                             config.default_output_tokens),
             TierReconciler(),
             QualityReconciler(quality),
             *extra_stages,

@@ -84,5 +84,16 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
             **limits_view(key)}
 
 
+def created_key(record: KeyRecord, secret: str) -> dict[str, Any]:
+    """The answer to making a key: its secret (shown this once), its view, and a warning
+    when it is born expired."""
+    view = key_view(record)
+    answer: dict[str, Any] = {"name": record.name, "secret": secret, "key": view}
+    if record.expired():
+        answer["warning"] = (f"key {record.name!r} expired already ({view['expires_at']} at "
+                             "00:00 UTC): every request with it gets 401")
+    return answer
+
+
 def team_view(team: TeamRecord) -> dict[str, Any]:
     return {"name": team.name, **limits_view(team)}

@@ -245,3 +245,12 @@ async def test_hostile_names_wrap_show_their_bidi_controls_and_run_no_script(
         ".map(e => e.id || e.parentElement.id)")
     assert wider == []
     assert await page.evaluate("window.pwned") is None
+
+
+async def test_sub_cent_spend_shows_enough_digits_to_be_non_zero(
+        mock_backend: MockFactory, gateway: GatewayFactory, browser: Browser) -> None:
+    mock = await mock_backend("gpu", models=["llm"])
+    gw = await gateway(make_config([backend(mock)]))
+    page = await open_page(browser, gw)
+    shown = await page.evaluate("[7500, 3, 25000, 0, -7500].map(dollars)")
+    assert shown == ["$0.0075", "$0.000003", "$0.03", "$0.00", "-$0.0075"]

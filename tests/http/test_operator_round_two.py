@@ -170,3 +170,64 @@ async def test_an_unreachable_gateway_suggests_url_and_config(
     assert code == 1
     assert "--url" in err
     assert "--config" in err
+
+
+async def test_a_small_budget_holds_what_the_request_can_cost_and_says_what_fits(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    """$0.00005 at $15 per million output tokens: 512 tokens by default do not fit,
+    a couple do; the refusal says how many."""
+    gw = await start(mock_backend, gateway, key("tiny", monthly_budget_usd=0.00005,
+                                                 models=["gpt-4o"]))
+    async with http.post(gw.url + "/v1/chat/completions", json=chat("gpt-4o"),
+                         headers=bearer("tiny")) as r:
+        assert r.status == 429
+        message = (await r.json())["error"]["message"]
+    assert "max_tokens of at most" in message
+    fits = int(message.split("max_tokens of at most ")[1].split()[0])
+    assert 1 <= fits < 512
+    async with http.post(gw.url + "/v1/chat/completions", json=chat("gpt-4o", max_tokens=fits),
+                         headers=bearer("tiny")) as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_the_default_output_estimate_is_configurable(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    gw = await start(mock_backend, gateway, key("tiny", monthly_budget_usd=0.00005,
+                                                 models=["gpt-4o"]),
+                     routing={"default_output_tokens": 1})
+    async with http.post(gw.url + "/v1/chat/completions", json=chat("gpt-4o"),
+                         headers=bearer("tiny")) as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_a_key_born_expired_warns_and_show_prints_readable_fields(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = await start(mock_backend, gateway)
+    async with http.post(gw.url + "/admin/keys", headers=bearer(ADMIN),
+                         json={"name": "late", "expires_at": "2020-01-01"}) as r:
+        assert r.status == 201
+        assert "expired already" in (await r.json())["warning"]
+    monkeypatch.setenv("NEXUS_ADMIN_KEY", ADMIN)
+    code, out, err = await asyncio.to_thread(
+        cli, capsys, "keys", "create", "later", "--expires", "2020-01-02", "--url", gw.url)
+    assert code == 0
+    assert "expired already" in err
+    code, out, _ = await asyncio.to_thread(cli, capsys, "keys", "show", "late", "--url", gw.url)
+    assert code == 0
+    assert "expires at" in out
+    assert "2020-01-01" in out
+    assert "True" not in out  # booleans read as yes/no
+    assert "{" not in out     # no reprs
+
+
+async def test_a_backends_own_404_says_which_backend_answered(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    lost = await mock_backend("lost", models=["llm"], status=404)
+    gw = await gateway(make_config([backend(lost)]), ENV)
+    async with http.post(gw.url + "/v1/chat/completions", json=chat("llm")) as r:
+        assert r.status == 404
+        assert "lost answered HTTP 404" in (await r.json())["error"]["message"]

@@ -32,8 +32,10 @@ class BudgetReconciler:
     name = STAGE
 
     def __init__(self, config: BudgetConfig | None, view: Callable[[], BudgetView],
-                 tenant_spend: Callable[[], TenantSpend] | None = None) -> None:
+                 tenant_spend: Callable[[], TenantSpend] | None = None,
+                 default_output_tokens: int = DEFAULT_OUTPUT_TOKENS) -> None:
         self.config = config
+        self.default_output_tokens = default_output_tokens
         self.view = view
         self.tenant_spend = tenant_spend or TenantSpend
         self._last: tuple[BudgetView | None, BudgetStatus] = (None, BudgetStatus.NORMAL)
@@ -77,7 +79,7 @@ class BudgetReconciler:
 
     def _estimate(self, intent: RoutingIntent) -> None:
         needs = intent.requirements
-        output = needs.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        output = needs.max_output_tokens or self.default_output_tokens
         intent.cost_estimate = self._sized(needs.input_tokens, output)
         model, tokens_in = intent.resolved_model, needs.input_tokens
         intent.costs = {b.name: b.prices.price(model).cost_micro_usd(tokens_in, output)

@@ -16,6 +16,10 @@ function headers() {
 }
 
 function dollars(micro) {
+  if (micro !== 0 && Math.abs(micro) < 10000) {  // under a cent: enough digits to be non-zero
+    const sign = micro < 0 ? "-" : "";
+    return `${sign}$0.${String(Math.abs(micro)).padStart(6, "0").replace(/0+$/, "")}`;
+  }
   const cents = Math.round(micro / 10000);
   const sign = cents < 0 ? "-" : "";
   const abs = Math.abs(cents);
