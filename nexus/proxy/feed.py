@@ -14,11 +14,13 @@ from collections import Counter, deque
 from typing import Any
 
 from nexus.core.errors import (
+    ClientInputError,
     ContextLengthExceeded,
     Forbidden,
     InsufficientQuota,
     ModelNotFound,
     NexusError,
+    NoViableBackend,
     RateLimitExceeded,
 )
 from nexus.proxy.call import Call
@@ -30,6 +32,9 @@ RECENT = 50           # decisions kept (and published) per replica
 HOUR_MINUTES = 60
 Json = dict[str, Any]
 # Refusals that happen before or beside the pipeline, by the stage that refused.
+# Errors met after a route was chosen that are not the backend's answer: a budget's
+# hold, a strict limit, the client's own input.
+_NOT_THE_BACKENDS = (InsufficientQuota, NoViableBackend, ClientInputError)
 _REFUSING_STAGE: tuple[tuple[type[NexusError], str], ...] = (
     (RateLimitExceeded, "Admission"), (Forbidden, "Admission"),
     (InsufficientQuota, "BudgetReconciler"), (ContextLengthExceeded, "RequestAnalyzer"),
@@ -107,9 +112,9 @@ class Feed:
         self.recent.append(Decision(call, route, status, error.message if error else "",
                                     latency_ms, cost_micro_usd))
         if error is not None:
-            self.refused(error)
+            self.refused(error, route)
 
-    def refused(self, error: NexusError) -> None:
+    def refused(self, error: NexusError, route: Route | None = None) -> None:
         """Count a refused request once under each (stage, reason) that refused it."""
         minute = int(self._clock() // 60)
         counts = self._refusals.get(minute)
@@ -117,7 +122,7 @@ class Feed:
             counts = self._refusals[minute] = Counter()
             for old in [m for m in self._refusals if m <= minute - HOUR_MINUTES]:
                 del self._refusals[old]
-        for stage_and_reason in set(refusal_reasons(error)):
+        for stage_and_reason in set(refusal_reasons(error, route)):
             counts[stage_and_reason] += 1
 
     def decisions(self) -> list[Json]:
@@ -138,10 +143,12 @@ def stage_names(router: Router) -> list[str]:
     return [stage.name for stage in router.pipeline.stages]
 
 
-def refusal_reasons(error: NexusError) -> list[tuple[str, str]]:
+def refusal_reasons(error: NexusError, route: Route | None = None) -> list[tuple[str, str]]:
     groups = error.extra.get("rejection_reasons")
     if isinstance(groups, list) and groups:
         return [(g["stage"], r["reason"]) for g in groups for r in g["reasons"]]
+    if route is not None and not isinstance(error, _NOT_THE_BACKENDS):
+        return [("Upstream", f"{route.backend.name}: {error.message}")]  # its own answer
     for kind, stage in _REFUSING_STAGE:
         if isinstance(error, kind):
             return [(stage, error.message)]

@@ -254,3 +254,24 @@ async def test_sub_cent_spend_shows_enough_digits_to_be_non_zero(
     page = await open_page(browser, gw)
     shown = await page.evaluate("[7500, 3, 25000, 0, -7500].map(dollars)")
     assert shown == ["$0.0075", "$0.000003", "$0.03", "$0.00", "-$0.0075"]
+
+
+async def test_a_clicked_decision_opens_under_its_own_row_and_backend_errors_name_it(
+        mock_backend: MockFactory, gateway: GatewayFactory, browser: Browser,
+        http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu", models=["llm"])
+    lost = await mock_backend("lost", models=["gone"], status=404)
+    gw = await gateway(make_config([backend(mock), backend(lost)]))
+    for n in range(5):
+        await chat(http, gw, "llm", request_id=f"r-{n}")
+    async with http.post(gw.url + "/v1/chat/completions", json={
+            "model": "gone", "messages": [{"role": "user", "content": "hi"}]}) as r:
+        assert r.status == 404
+    page = await open_page(browser, gw)
+    row = page.locator('#feed tr[data-request="r-1"]')  # not the newest: rows above and below
+    await row.click()
+    detail = page.locator('#feed tr[data-request="r-1"] + tr.detail #decision')
+    await expect(detail).to_be_visible(timeout=WAIT_MS)
+    await expect(detail.locator("tbody tr")).to_have_count(6)
+    await expect(page.locator("#refusals")).to_contain_text("Upstream", timeout=WAIT_MS)
+    await expect(page.locator("#refusals")).to_contain_text("lost: lost answered HTTP 404")

@@ -204,8 +204,23 @@ function stageRows(tbody, stages) {
   });
 }
 
+// The decision's stage table opens under its own row, not below the whole list.
+let decisionBox = null;
 function showDecision(d) {
-  const box = $("#decision");
+  decisionBox ??= $("#decision");
+  const box = decisionBox;
+  const row = [...document.querySelectorAll("#feed tbody tr[data-request]")]
+    .find((tr) => tr.dataset.request === d.request_id);
+  if (row) {
+    const detail = document.createElement("tr");
+    detail.className = "detail";
+    const td = document.createElement("td");
+    td.colSpan = row.children.length;
+    td.appendChild(box);
+    detail.appendChild(td);
+    document.querySelectorAll("#feed tbody tr.detail").forEach((old) => old.remove());
+    row.after(detail);
+  }
   box.hidden = false;
   $("#decision-id").textContent = visible(`${d.request_id} (${d.status})`);
   const stages = d.stages ?? [{ stage: "—", before: [], after: [], rejected: [
