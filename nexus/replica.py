@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -17,6 +19,7 @@ from nexus.backends.registry import Registry
 from nexus.backends.scraper import EngineScraper
 from nexus.backends.stats import Stats
 from nexus.client import BackendClient
+from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
 from nexus.core.tasks import LoopFactory, Supervisor
 from nexus.fleet.fleet import Fleet
@@ -37,8 +40,9 @@ class Gateway:
     def __init__(self, config: Config, environ: dict[str, str] | None = None,
                  store: Store | None = None) -> None:
         self.config = config
+        self.environ = environ or dict(os.environ)
         self.replica_id = config.fleet.replica_id or default_replica_id()
-        self.registry = Registry.from_config(config, environ or dict(os.environ))
+        self.registry = Registry.from_config(config, self.environ)
         self.store: Store = store or store_for(config)
         self.fleet: Fleet | None = None
         self.supervisor = Supervisor()  # every background loop of this replica
@@ -80,6 +84,7 @@ class Gateway:
             self._forwarder = Forwarder(self.router, client, self.recorder, self.waiting,
                                         books, self.feed, self.config.server,
                                         self.config.routing.max_retries)
+            tracer_provider = self._start_tracing(self._forwarder)
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker
@@ -93,6 +98,25 @@ class Gateway:
                 self.waiting.wake_all()
                 await client.close()
                 await self.store.close()
+                if tracer_provider is not None:  # what is batched goes to the collector
+                    await asyncio.to_thread(tracer_provider.shutdown)
+
+    def _start_tracing(self, forwarder: Forwarder) -> Any:
+        """Traces, when `[tracing]` or OTEL_TRACES_EXPORTER=otlp asks for them: OpenTelemetry
+        (the `otel` extra) is imported only then. Returns the provider to shut down."""
+        config = self.config.tracing
+        wanted = config.enabled if config.enabled is not None else \
+            self.environ.get("OTEL_TRACES_EXPORTER", "").strip() == "otlp"
+        if not wanted:
+            return None
+        try:
+            from nexus.proxy.tracing import start_tracing
+        except ImportError as exc:
+            raise ConfigError("configuration", "tracing.enabled", "tracing is on, but "
+                              "OpenTelemetry is not installed: pip install "
+                              f"'nexus-gateway[otel]' ({exc})") from None
+        forwarder.tracing, provider = start_tracing(config, self.environ)
+        return provider
 
     @contextlib.asynccontextmanager
     async def _fleet_running(self) -> AsyncIterator[None]:

@@ -231,8 +231,20 @@ class KeyConfig(TenantLimitsConfig, kw_only=True):
     expires_at: Day | None = None
 
 
+class TracingConfig(Section):
+    """OpenTelemetry traces (the `otel` extra). Unset fields come from the standard
+    OTEL_* variables; a field set here wins over its variable."""
+
+    enabled: bool | None = None          # None: on when OTEL_TRACES_EXPORTER=otlp
+    endpoint: str | None = None          # OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT)
+    sample_ratio: Fraction | None = None  # of new traces (OTEL_TRACES_SAMPLER_ARG)
+    capture_content: bool = False        # prompts in spans; never for restricted traffic
+    service_name: str | None = None      # OTEL_SERVICE_NAME, else "nexus"
+
+
 class Config(Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     redis: RedisConfig | None = None
     fleet: FleetConfig = msgspec.field(default_factory=FleetConfig)
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import aiohttp
 import msgspec
@@ -42,6 +42,9 @@ from nexus.routing.router import Router
 from nexus.routing.types import Queue, Route, RoutingDecision
 from nexus.store.base import SpendLedger
 
+if TYPE_CHECKING:  # OpenTelemetry is imported only by a replica that traces
+    from nexus.proxy.tracing import Tracing
+
 log = logging.getLogger(__name__)
 EVENT_STREAM = "text/event-stream"
 
@@ -66,12 +69,19 @@ class Forwarder:
         self.admission, self.holds, self.ledger = books
         self.feed = feed
         self.max_retries = max_retries
+        self.tracing: Tracing | None = None  # set by the replica when tracing is on
         limit = server.request_timeout_seconds
         # The request timeout, and the client's write timeout, without a timer per request.
         self.watch = StallWatch(limit, write_limit_seconds=server.write_timeout_seconds)
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(limit, 10))
 
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
+        if self.tracing is None:
+            return await self._serve(call, request)
+        with self.tracing.request(call, request.path, request.headers):
+            return await self._serve(call, request)
+
+    async def _serve(self, call: Call, request: web.Request) -> web.StreamResponse:
         answers: list[Answer] = []  # HTTP errors met on the way: settled when it ends
         started = time.monotonic()
         status, error = 500, None
@@ -93,8 +103,11 @@ class Forwarder:
         failure: NexusError | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                routed = self._route(call, frozenset(excluded), attempt)
-                route = routed if isinstance(routed, Route) else await routed
+                route = await self._routed(call, frozenset(excluded), attempt) \
+                    if self.tracing is not None else None
+                if route is None:
+                    routed = self._route(call, frozenset(excluded), attempt)
+                    route = routed if isinstance(routed, Route) else await routed
                 call.route = route
             except NoViableBackend as error:
                 if failure is None:
@@ -127,6 +140,15 @@ class Forwarder:
         if self.holds.applies(route, call.tenant):
             await self.holds.let_go(route, call.spend_id)
 
+    async def _routed(self, call: Call, excluded: frozenset[str], attempt: int) -> Route:
+        """The route, under a routing span that carries the decision and the queue wait."""
+        assert self.tracing is not None
+        started = time.monotonic()
+        routed = self._route(call, excluded, attempt)
+        route = routed if isinstance(routed, Route) else await routed
+        self.tracing.routed(call, route, attempt, started)
+        return route
+
     def _route(self, call: Call, excluded: frozenset[str],
                attempt: int) -> Route | Awaitable[Route]:
         """The route, or (when the decision is to queue) a wait for one."""
@@ -154,6 +176,13 @@ class Forwarder:
 
     async def _attempt(self, route: Route, call: Call,
                        request: web.Request) -> web.StreamResponse:
+        if self.tracing is not None:
+            with self.tracing.attempt(route, call):
+                return await self._attempt_untraced(route, call, request)
+        return await self._attempt_untraced(route, call, request)
+
+    async def _attempt_untraced(self, route: Route, call: Call,
+                                request: web.Request) -> web.StreamResponse:
         try:
             with self.recorder.in_flight(route.backend):
                 return await self._exchange(route, call, request)
@@ -203,7 +232,10 @@ class Forwarder:
                 f"{backend.name} sent a broken response ({cause})")) from None
         finally:
             self.watch.close(exchange)
-        self.recorder.first_token(backend, (time.monotonic() - started) * 1000)
+        waited = (time.monotonic() - started) * 1000
+        self.recorder.first_token(backend, waited)
+        if self.tracing is not None:
+            self.tracing.first_token(waited)
         self.recorder.served(backend, usage, estimated)
         await self._bill(call, route, usage, estimated)  # in the store before the answer leaves
         return web.Response(body=body, content_type="application/json", headers=headers)
@@ -221,6 +253,8 @@ class Forwarder:
         relay = Relay(response, request, headers, translator, route.backend, self.recorder,
                       exchange, route.cost_estimate.input_tokens, bill,
                       OPENAI_STREAM if call.dialect is None else call.dialect.shape)
+        if self.tracing is not None:
+            relay.on_first_token = self.tracing.first_token
         return await relay.run(started)
 
     @staticmethod
@@ -258,6 +292,8 @@ class Forwarder:
             if not sendable(value):
                 raise ClientInputError(f"The {name} header holds characters HTTP cannot "
                                        "carry", param=name)
+        if self.tracing is not None:  # the backend joins the trace
+            self.tracing.propagate(upstream.headers)
         return upstream
 
     @staticmethod
@@ -276,6 +312,8 @@ class Forwarder:
         """Settle what a served request used: its tokens against its rate limits, and,
         on a paid backend, its cost (in the store before the answer's last byte)."""
         self.admission.settle(call.rate_check, usage.prompt_tokens + usage.completion_tokens)
+        if self.tracing is not None:
+            self.tracing.used(usage, estimated)
         if route.backend.free:
             return
         record = spend_record(call.spend_id, route, usage, estimated,

@@ -69,10 +69,15 @@ class Relay:
         self.billed = False
         self.ended = False  # the client has the stream's last event
         self.shape = shape  # how the client's stream ends, and says it broke
+        # (ms to the first token, when) for a trace's attempt span, when tracing is on
+        self.on_first_token: Callable[[float, int], None] | None = None
 
     async def run(self, started: float) -> web.StreamResponse:
         first = await self._first_bytes()
-        self.recorder.first_token(self.backend, (time.monotonic() - started) * 1000)
+        waited = (time.monotonic() - started) * 1000
+        self.recorder.first_token(self.backend, waited)
+        if self.on_first_token is not None:
+            self.on_first_token(waited, time.time_ns())
         self.headers["Content-Type"] = "text/event-stream"
         self.headers["Cache-Control"] = "no-cache"
         out = EventStreamResponse(headers=self.headers)

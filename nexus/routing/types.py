@@ -40,6 +40,7 @@ class Route(msgspec.Struct, kw_only=True):
     cost_estimate: CostEstimate = msgspec.field(default_factory=CostEstimate)
     budget_status: BudgetStatus = BudgetStatus.NORMAL
     warnings: dict[str, str] = msgspec.field(default_factory=dict)  # header -> text
+    restricted: bool = False  # routed under restricted privacy (no content in traces)
     # The run that chose it, by reference (no copy): the backends it dropped, as
     # (backend, stage, why), and those still standing, for the dashboard's feed.
     drops: list[Any] = msgspec.field(default_factory=list)

@@ -77,6 +77,7 @@ class SchedulerReconciler:
                      fallback_model=intent.resolved_model if intent.fallback_model else None,
                      cost_estimate=cost, budget_status=intent.budget_status,
                      warnings=intent.warnings, drops=intent.drops,
+                     restricted=intent.restricted,
                      standing=intent.candidates)  # the intent ends here: no copy
 
     def _preferred_loading(self, intent: RoutingIntent, ready: list[Backend]) -> Backend | None:
