@@ -68,6 +68,7 @@ class Call(msgspec.Struct, kw_only=True):
     dialect: Dialect | None = None  # the client's API when not OpenAI's (Messages)
     route: Route | None = None      # the last route tried, for the dashboard's feed
     affinity: AffinityKey | None = None  # the conversation's key: which server keeps it
+    traced: bool = False            # its trace is sampled: spans inside are recorded
     cost_micro_usd: int = 0         # what it cost, once billed
     _payload: dict[str, Any] | None = None
     _spend_id: str | None = None

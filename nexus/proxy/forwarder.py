@@ -78,7 +78,10 @@ class Forwarder:
     async def serve(self, call: Call, request: web.Request) -> web.StreamResponse:
         if self.tracing is None:
             return await self._serve(call, request)
-        with self.tracing.request(call, request.path, request.headers):
+        with self.tracing.request(call, request.path, request.headers) as span:
+            # A trace not sampled gets no spans inside (each costs the SDK tens of µs);
+            # its context still goes on to the backend, saying so.
+            call.traced = span.is_recording()
             return await self._serve(call, request)
 
     async def _serve(self, call: Call, request: web.Request) -> web.StreamResponse:
@@ -104,7 +107,7 @@ class Forwarder:
         for attempt in range(self.max_retries + 1):
             try:
                 route = await self._routed(call, frozenset(excluded), attempt) \
-                    if self.tracing is not None else None
+                    if call.traced else None
                 if route is None:
                     routed = self._route(call, frozenset(excluded), attempt)
                     route = routed if isinstance(routed, Route) else await routed
@@ -176,7 +179,7 @@ class Forwarder:
 
     async def _attempt(self, route: Route, call: Call,
                        request: web.Request) -> web.StreamResponse:
-        if self.tracing is not None:
+        if self.tracing is not None and call.traced:
             with self.tracing.attempt(route, call):
                 return await self._attempt_untraced(route, call, request)
         return await self._attempt_untraced(route, call, request)
@@ -234,7 +237,7 @@ class Forwarder:
             self.watch.close(exchange)
         waited = (time.monotonic() - started) * 1000
         self.recorder.first_token(backend, waited)
-        if self.tracing is not None:
+        if self.tracing is not None and call.traced:
             self.tracing.first_token(waited)
         self.recorder.served(backend, usage, estimated)
         await self._bill(call, route, usage, estimated)  # in the store before the answer leaves
@@ -253,7 +256,7 @@ class Forwarder:
         relay = Relay(response, request, headers, translator, route.backend, self.recorder,
                       exchange, route.cost_estimate.input_tokens, bill,
                       OPENAI_STREAM if call.dialect is None else call.dialect.shape)
-        if self.tracing is not None:
+        if self.tracing is not None and call.traced:
             relay.on_first_token = self.tracing.first_token
         return await relay.run(started)
 
@@ -312,7 +315,7 @@ class Forwarder:
         """Settle what a served request used: its tokens against its rate limits, and,
         on a paid backend, its cost (in the store before the answer's last byte)."""
         self.admission.settle(call.rate_check, usage.prompt_tokens + usage.completion_tokens)
-        if self.tracing is not None:
+        if self.tracing is not None and call.traced:
             self.tracing.used(usage, estimated)
         if route.backend.free:
             return

@@ -45,12 +45,12 @@ class Tracing:
     @contextlib.contextmanager
     def request(self, call: Call, path: str, headers: Mapping[str, str]) -> Iterator[Span]:
         """The SERVER span of one request, under the client's trace when it sent one."""
-        parent = extract(dict(headers))
-        with self.tracer.start_as_current_span(
-                f"POST {path}", context=parent, kind=SpanKind.SERVER,
-                attributes={"http.request.method": "POST", "url.path": path,
-                            "gen_ai.request.model": call.model,
-                            "nexus.request_id": call.request_id}) as span:
+        with self.tracer.start_as_current_span(f"POST {path}", context=extract(headers),
+                                               kind=SpanKind.SERVER) as span:
+            if span.is_recording():  # a trace not sampled costs no attributes
+                span.set_attributes({"http.request.method": "POST", "url.path": path,
+                                     "gen_ai.request.model": call.model,
+                                     "nexus.request_id": call.request_id})
             yield span
 
     def routed(self, call: Call, route: Route, attempt: int, started: float) -> None:
@@ -59,6 +59,8 @@ class Tracing:
         waited = time.monotonic() - started
         span = self.tracer.start_span(f"route {call.model}",
                                       start_time=time.time_ns() - int(waited * 1e9))
+        if not span.is_recording():
+            return
         span.set_attribute("nexus.route.attempt", attempt)
         span.set_attribute("nexus.route.wait_ms", round(waited * 1000, 3))
         span.set_attribute("nexus.route.backend", route.backend.name)
@@ -74,25 +76,28 @@ class Tracing:
     @contextlib.contextmanager
     def attempt(self, route: Route, call: Call) -> Iterator[Span]:
         """One CLIENT span per upstream attempt."""
-        backend = route.backend
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat" if call.endpoint == "chat" else call.endpoint,
-            "gen_ai.provider.name": PROVIDERS.get(backend.config.type, backend.config.type),
-            "gen_ai.request.model": call.model, "gen_ai.response.model": route.model,
-            "server.address": backend.name, "nexus.backend.url": backend.shown_url,
-            "nexus.stream": call.stream}
         with self.tracer.start_as_current_span(f"chat {route.model}", kind=SpanKind.CLIENT,
-                                               attributes=attributes,
                                                record_exception=False) as span:
-            if self.capture_content and not route.restricted:
-                span.set_attribute("gen_ai.input.messages",
-                                   msgspec.json.encode(call.payload.get("messages")).decode())
+            if span.is_recording():
+                self._describe(span, route, call)
             try:
                 yield span
             except Exception as exc:
                 span.set_attribute("error.type", exc.__class__.__name__)
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
                 raise
+
+    def _describe(self, span: Span, route: Route, call: Call) -> None:
+        backend = route.backend
+        span.set_attributes({
+            "gen_ai.operation.name": "chat" if call.endpoint == "chat" else call.endpoint,
+            "gen_ai.provider.name": PROVIDERS.get(backend.config.type, backend.config.type),
+            "gen_ai.request.model": call.model, "gen_ai.response.model": route.model,
+            "server.address": backend.name, "nexus.backend.url": backend.shown_url,
+            "nexus.stream": call.stream})
+        if self.capture_content and not route.restricted:
+            span.set_attribute("gen_ai.input.messages",
+                               msgspec.json.encode(call.payload.get("messages")).decode())
 
     @staticmethod
     def propagate(headers: dict[str, str]) -> None:
@@ -102,6 +107,8 @@ class Tracing:
     @staticmethod
     def used(usage: Usage, estimated: bool) -> None:
         span = trace.get_current_span()
+        if not span.is_recording():
+            return
         span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
         span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens)
@@ -110,6 +117,8 @@ class Tracing:
     @staticmethod
     def first_token(millis: float, at_ns: int | None = None) -> None:
         span = trace.get_current_span()
+        if not span.is_recording():
+            return
         span.set_attribute("gen_ai.server.time_to_first_token", millis / 1000)
         span.add_event("gen_ai.first_token", {"time_to_first_token_ms": round(millis, 3)},
                        timestamp=at_ns)

@@ -176,3 +176,20 @@ def test_the_standard_variables_turn_tracing_on_and_the_file_wins() -> None:
     assert sample_ratio(TracingConfig(), env) == 0.25
     assert sample_ratio(TracingConfig(sample_ratio=0.5), env) == 0.5
     assert sample_ratio(TracingConfig(), {"OTEL_TRACES_SAMPLER": "always_off"}) == 0.0
+
+
+async def test_a_trace_not_sampled_records_nothing_and_tells_the_backend_so(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    mock = await mock_backend("gpu")
+    gw = await gateway(make_config([backend(mock)]))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    gw.gateway.forwarder.tracing = Tracing(provider.get_tracer("test"))
+    async with http.post(gw.url + "/v1/chat/completions", json=chat()) as r:
+        assert r.status == 200
+    assert exporter.get_finished_spans() == ()
+    flags = mock.chat_requests()[-1].headers["traceparent"].split("-")[3]
+    assert int(flags, 16) & 1 == 0  # "not sampled": the engine need not trace it either
