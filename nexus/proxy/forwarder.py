@@ -106,9 +106,9 @@ class Forwarder:
         failure: NexusError | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                route = await self._routed(call, frozenset(excluded), attempt) \
-                    if call.traced else None
-                if route is None:
+                if call.traced:  # under a routing span
+                    route = await self._routed(call, frozenset(excluded), attempt)
+                else:  # the common case: no coroutine in between
                     routed = self._route(call, frozenset(excluded), attempt)
                     route = routed if isinstance(routed, Route) else await routed
                 call.route = route

@@ -174,3 +174,10 @@ async def test_a_session_header_keys_the_conversation_and_affinity_can_be_off(
                                     routing={"affinity": "off"}))
     reason = (await ask(http, off.url, conversation(1, 1)[0]))[1]
     assert reason.startswith("smart score=")
+    only_sessions = await gateway(make_config([backend(m, engine="off") for m in mocks],
+                                              routing={"affinity": "session"}))
+    reason = (await ask(http, only_sessions.url, conversation(1, 1)[0]))[1]
+    assert reason.startswith("smart score=")  # no session: a prefix key does not count
+    reason = (await ask(http, only_sessions.url, conversation(1, 1)[0],
+                        **{"X-Session-Id": "s-7"}))[1]
+    assert reason.startswith("affinity session:")
