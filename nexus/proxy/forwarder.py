@@ -31,6 +31,7 @@ from nexus.core.types import Usage
 from nexus.proxy.admission import Admission
 from nexus.proxy.billing import Holds, spend_record
 from nexus.proxy.call import OPENAI_STREAM, Call, Dialect
+from nexus.proxy.content import Output
 from nexus.proxy.feed import Feed
 from nexus.proxy.headers import header_value, route_headers, sendable
 from nexus.proxy.stall import Exchange, StallWatch
@@ -237,11 +238,16 @@ class Forwarder:
             self.watch.close(exchange)
         waited = (time.monotonic() - started) * 1000
         self.recorder.first_token(backend, waited)
-        if self.tracing is not None and call.traced:
-            self.tracing.first_token(waited)
+        self._trace_answer(route, call, waited, body)
         self.recorder.served(backend, usage, estimated)
         await self._bill(call, route, usage, estimated)  # in the store before the answer leaves
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+    def _trace_answer(self, route: Route, call: Call, waited: float, body: bytes) -> None:
+        if self.tracing is not None and call.traced:
+            self.tracing.first_token(waited)
+            if self.tracing.captures(route):
+                self.tracing.answered(body)
 
     async def _stream(self, route: Route, call: Call, request: web.Request,
                       response: UpstreamResponse, headers: dict[str, str],
@@ -250,14 +256,20 @@ class Forwarder:
             route.model, call.include_usage, count_events=True) if call.dialect is None \
             else call.dialect.stream_translator(route, call)
 
+        tracing = self.tracing if call.traced else None
+        output = Output() if tracing is not None and tracing.captures(route) else None
+
         async def bill(usage: Usage, estimated: bool) -> None:
+            if tracing is not None and output is not None:
+                tracing.streamed(output)
             await self._bill(call, route, usage, estimated)
 
         relay = Relay(response, request, headers, translator, route.backend, self.recorder,
                       exchange, route.cost_estimate.input_tokens, bill,
                       OPENAI_STREAM if call.dialect is None else call.dialect.shape)
-        if self.tracing is not None and call.traced:
-            relay.on_first_token = self.tracing.first_token
+        if tracing is not None:
+            relay.on_first_token = tracing.first_token
+            relay.on_data = output.feed if output is not None else None
         return await relay.run(started)
 
     @staticmethod

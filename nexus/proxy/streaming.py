@@ -71,6 +71,8 @@ class Relay:
         self.shape = shape  # how the client's stream ends, and says it broke
         # (ms to the first token, when) for a trace's attempt span, when tracing is on
         self.on_first_token: Callable[[float, int], None] | None = None
+        # what went to the client, for a trace that captures content
+        self.on_data: Callable[[bytes], None] | None = None
 
     async def run(self, started: float) -> web.StreamResponse:
         first = await self._first_bytes()
@@ -185,6 +187,8 @@ class Relay:
     async def _send(self, out: web.StreamResponse, data: bytes, prepare: bool = False) -> bool:
         """Write data (preparing the response first); True when the data held `[DONE]` and
         so also ended the response, after the cost was recorded."""
+        if self.on_data is not None:
+            self.on_data(data)
         try:
             if prepare:
                 await out.prepare(self.request)

@@ -31,6 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from nexus.config.schema import TracingConfig
 from nexus.core.types import Usage
 from nexus.proxy.call import Call
+from nexus.proxy.content import Output
 from nexus.routing.types import Route
 
 PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}  # others: the backend's type
@@ -98,6 +99,25 @@ class Tracing:
         if self.capture_content and not route.restricted:
             span.set_attribute("gen_ai.input.messages",
                                msgspec.json.encode(call.payload.get("messages")).decode())
+
+    def captures(self, route: Route) -> bool:
+        """Whether this attempt's content may go in its span."""
+        return self.capture_content and not route.restricted
+
+    @staticmethod
+    def answered(body: bytes) -> None:
+        """A whole (non-streamed) answer's content, as `gen_ai.output.messages`."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            output = Output()
+            output.whole(body)
+            span.set_attribute("gen_ai.output.messages", output.messages())
+
+    @staticmethod
+    def streamed(output: Output) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("gen_ai.output.messages", output.messages())
 
     @staticmethod
     def propagate(headers: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ content for restricted traffic, and spans that reach a real OTLP/HTTP receiver."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
@@ -97,8 +98,45 @@ async def test_content_only_when_asked_and_never_for_restricted_traffic(
     open_attempt, restricted_attempt = by_kind(exporter.get_finished_spans(), SpanKind.CLIENT)
     assert "gen_ai.input.messages" in open_attempt.attributes
     assert "gen_ai.input.messages" not in restricted_attempt.attributes
+    assert "gen_ai.output.messages" in open_attempt.attributes
+    assert "gen_ai.output.messages" not in restricted_attempt.attributes
     everything = repr([dict(s.attributes or {}) for s in exporter.get_finished_spans()])
     assert "sk-never-in-a-span" not in everything
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_captured_content_holds_the_answer_as_the_client_saw_it(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        path: str, stream: bool) -> None:
+    mock = await mock_backend("gpu", reply="the answer is 42")
+    gw = await gateway(make_config([backend(mock)]))
+    exporter = traced(gw, capture_content=True)
+    body = {**chat(stream=stream), "max_tokens": 64}
+    async with http.post(gw.url + path, json=body) as r:
+        assert r.status == 200
+        await r.read()
+    (attempt,) = by_kind(exporter.get_finished_spans(), SpanKind.CLIENT)
+    (output,) = json.loads(str(attempt.attributes["gen_ai.output.messages"]))
+    assert output["role"] == "assistant"
+    (part,) = output["parts"]
+    assert part["type"] == "text"
+    assert part["content"].strip() == "the answer is 42"  # the mock's words, a space each
+    assert output["finish_reason"] in ("stop", "end_turn")
+
+
+async def test_no_answer_content_unless_asked(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu")
+    gw = await gateway(make_config([backend(mock)]))
+    exporter = traced(gw)
+    for stream in (False, True):
+        async with http.post(gw.url + "/v1/chat/completions", json=chat(stream=stream)) as r:
+            await r.read()
+    for span in exporter.get_finished_spans():
+        assert "gen_ai.output.messages" not in (span.attributes or {})
+        assert "gen_ai.input.messages" not in (span.attributes or {})
 
 
 async def test_tracing_is_off_unless_asked(
