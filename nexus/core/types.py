@@ -33,10 +33,33 @@ class Requirements(msgspec.Struct, kw_only=True):
         return self.input_tokens + (self.max_output_tokens or 0)
 
 
-class Usage(msgspec.Struct):
-    """Tokens a request used, as a backend reports them (or as estimated)."""
+class PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = 0
+
+
+class CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = 0
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
+    """Tokens a request used, as a backend reports them (or as estimated). Decoded
+    straight from an OpenAI-compatible `usage`, whose cached prompt tokens (OpenAI's,
+    vLLM's `prompt_tokens_details`) count as cache reads."""
 
     prompt_tokens: int = 0      # all input, prompt-cache reads and writes included
     completion_tokens: int = 0
     cache_read_tokens: int = 0  # of prompt_tokens: read from the prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens: written to it
+    prompt_tokens_details: PromptDetails | None = None
+    completion_tokens_details: CompletionDetails | None = None
+
+    def __post_init__(self) -> None:
+        details = self.prompt_tokens_details
+        if details is not None and not self.cache_read_tokens and details.cached_tokens:
+            self.cache_read_tokens = min(details.cached_tokens, self.prompt_tokens)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Of completion_tokens: spent thinking, where the backend says."""
+        details = self.completion_tokens_details
+        return (details.reasoning_tokens or 0) if details is not None else 0
