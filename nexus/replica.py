@@ -16,6 +16,7 @@ import aiohttp
 from nexus.backends.checker import HealthChecker
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
+from nexus.backends.responses_support import ResponsesSupport
 from nexus.backends.scraper import EngineScraper
 from nexus.backends.stats import Stats
 from nexus.client import BackendClient
@@ -65,6 +66,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self.checker: HealthChecker | None = None
+        self.responses_support = ResponsesSupport(None)  # asks servers once running
 
     @property
     def forwarder(self) -> Forwarder:
@@ -77,6 +79,7 @@ class Gateway:
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             client = BackendClient(session)
+            self.responses_support.session = session
             books = Books(self.admission, Holds(self.store, self.config.routing.budget,
                                                self.config.server.request_timeout_seconds,
                                                self.store.tenant_spend),
@@ -96,6 +99,7 @@ class Gateway:
                     yield
             finally:
                 self.waiting.wake_all()
+                await self.responses_support.close()
                 await client.close()
                 await self.store.close()
                 if tracer_provider is not None:  # what is batched goes to the collector

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from nexus.adapters import anthropic_map as m
+from nexus.adapters.chat_chunks import Delta, Function, ToolCall, decode_chunk
 from nexus.adapters.chat_to_messages import message_id, stop_of
 from nexus.adapters.sse import complete_part, data_of
 from nexus.core.types import Usage
@@ -27,38 +28,6 @@ MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
-class _Function(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCall(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _Function | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-    stop_reason: Any = None  # vLLM: the stop sequence that ended the text
-
-
-class _Chunk(msgspec.Struct):
-    id: str | None = None
-    choices: list[_Choice] | None = None
-    usage: Usage | None = None
-    error: Any = None
-
-
-_decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
 def event(name: str, payload: Json) -> bytes:
@@ -121,7 +90,7 @@ class MessagesStream:
     # -- one OpenAI chunk ----------------------------------------------------------------
     def _chunk(self, data: bytes, out: list[bytes]) -> None:
         try:
-            chunk = _decode_chunk(data)
+            chunk = decode_chunk(data)
         except msgspec.DecodeError:
             return
         if chunk.error is not None:
@@ -151,7 +120,7 @@ class MessagesStream:
                    "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
         return [event("message_start", {"type": "message_start", "message": message}), PING]
 
-    def _delta(self, delta: _Delta, out: list[bytes]) -> None:
+    def _delta(self, delta: Delta, out: list[bytes]) -> None:
         thinking = delta.reasoning_content or delta.reasoning
         if thinking:
             self._text_like("thinking", b"thinking_delta", thinking, out)
@@ -170,10 +139,10 @@ class MessagesStream:
         assert self._open is not None
         out.append(_delta_event(self._open, delta_kind, kind.encode(), value))
 
-    def _tool(self, call: _ToolCall) -> list[bytes]:
+    def _tool(self, call: ToolCall) -> list[bytes]:
         out: list[bytes] = []
         block = self._tools.get(call.index)
-        function = call.function or _Function()
+        function = call.function or Function()
         if block is None:
             tool_id = call.id or f"toolu_{self._blocks}"
             out.extend(self._open_block("tool_use", {"type": "tool_use", "id": tool_id,

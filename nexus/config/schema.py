@@ -144,6 +144,9 @@ class BackendConfig(Section):
     # ollama; "sglang" for an SGLang server; "off": none), and how often.
     engine: Literal["auto", "vllm", "sglang", "llamacpp", "ollama", "off"] = "auto"
     engine_interval_seconds: PositiveFloat = 1.0
+    # Responses API requests: sent as they are ("native"), translated to chat
+    # ("translate"), or "auto": native where the server says it has the route.
+    responses: Literal["auto", "native", "translate"] = "auto"
 
 
 class Weights(Section):
@@ -242,9 +245,17 @@ class TracingConfig(Section):
     service_name: str | None = None      # OTEL_SERVICE_NAME, else "nexus"
 
 
+class ResponsesConfig(Section):
+    """Stored Responses API responses (`store: true`, for `previous_response_id`)."""
+
+    ttl_seconds: PositiveInt = 30 * 24 * 3600  # as long as OpenAI keeps them
+    max_stored_bytes: PositiveInt = 8 * 1024 * 1024  # a larger response is not kept
+
+
 class Config(Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     redis: RedisConfig | None = None
     fleet: FleetConfig = msgspec.field(default_factory=FleetConfig)
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)

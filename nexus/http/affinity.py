@@ -41,3 +41,13 @@ def messages_affinity(headers: Mapping[str, str], payload: dict[str, Any]) -> Af
         return None
     opening = leading_block(messages, lambda m: m.get("role") if isinstance(m, dict) else None)
     return prefix_key([payload.get("system"), *opening])
+
+
+def responses_affinity(headers: Mapping[str, str], payload: dict[str, Any],
+                       messages: list[dict[str, Any]]) -> AffinityKey | None:
+    """The key of a Responses request that opens a conversation (a later turn keeps the
+    key its previous response was routed by): the client's session, else the leading
+    block of the chat messages it becomes."""
+    return session_key(_session(headers), payload.get("prompt_cache_key"),
+                       payload.get("user")) or \
+        prefix_key(leading_block(messages, lambda m: m.get("role")))

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from nexus.config.schema import Config
-from nexus.http import info, messages, openai
+from nexus.http import info, messages, openai, responses
 from nexus.http.admin import ADMIN_ROUTES
 from nexus.http.auth import Tenancy
 from nexus.http.connections import Edge
@@ -42,6 +42,10 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("POST", "/v1/chat/completions", openai.chat_completions),
     ("POST", "/v1/completions", openai.completions),
     ("POST", "/v1/embeddings", openai.embeddings),
+    ("POST", "/v1/responses", responses.create),
+    ("GET", "/v1/responses/{response_id}", responses.retrieve),
+    ("DELETE", "/v1/responses/{response_id}", responses.delete),
+    ("GET", "/v1/responses/{response_id}/input_items", responses.input_items_of),
     ("POST", "/v1/routing/explain", messages.routing_explain),
     ("GET", "/v1/models", openai.list_models),
     ("GET", "/v1/models/{model:.+}", openai.retrieve_model),

@@ -14,7 +14,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from nexus.core.errors import BadRequest
-from nexus.http import openai
+from nexus.http import openai, responses
 from nexus.http.affinity import messages_affinity
 from nexus.http.body import read_body
 from nexus.http.context import GATEWAY, json_response
@@ -108,7 +108,10 @@ async def messages_explain(request: web.Request, rid: str) -> web.Response:
 
 
 async def routing_explain(request: web.Request, rid: str) -> web.Response:
-    """POST /v1/routing/explain takes a chat body, or a Messages body with ?format=messages."""
+    """POST /v1/routing/explain takes a chat body, a Messages body with ?format=messages,
+    or a Responses body with ?format=responses."""
     if request.query.get("format") == "messages":
         return await messages_explain(request, rid)
+    if request.query.get("format") == "responses":
+        return await responses.explain(request, rid)
     return await openai.routing_explain(request, rid)

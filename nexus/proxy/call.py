@@ -27,7 +27,7 @@ from nexus.tenants.rates import RateCheck
 class StreamShape(msgspec.Struct, frozen=True):
     """How a client's event stream ends and says it broke."""
 
-    end: bytes                               # the bytes its last event ends with
+    end: bytes | tuple[bytes, ...]           # the bytes its last event ends with
     error: Callable[[str, str], bytes]       # (message, code) → an error event
 
 
@@ -47,6 +47,9 @@ class Dialect(Protocol):
     def stream_translator(self, route: Route, call: Call) -> StreamTranslator: ...
 
     def error_response(self, error: NexusError, headers: dict[str, str]) -> web.Response: ...
+
+    async def completed(self) -> None:
+        """The answer is whole and billed, its last byte not yet sent (state to keep)."""
 
 
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode

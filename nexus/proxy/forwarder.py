@@ -329,6 +329,8 @@ class Forwarder:
         self.admission.settle(call.rate_check, usage.prompt_tokens + usage.completion_tokens)
         if self.tracing is not None and call.traced:
             self.tracing.used(usage, estimated)
+        if call.dialect is not None:
+            await call.dialect.completed()
         if route.backend.free:
             return
         record = spend_record(call.spend_id, route, usage, estimated,

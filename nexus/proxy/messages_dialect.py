@@ -75,6 +75,9 @@ class MessagesDialect:
     def error_response(self, error: NexusError, headers: dict[str, str]) -> web.Response:
         return anthropic_error_response(error, headers.get("X-Nexus-Request-Id", ""), headers)
 
+    async def completed(self) -> None:
+        return None  # a Messages call keeps no state
+
 
 def client_headers(headers: Any) -> dict[str, str]:
     """The client's headers an Anthropic backend reads; one HTTP cannot carry on is the

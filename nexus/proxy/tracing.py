@@ -98,7 +98,8 @@ class Tracing:
             "nexus.stream": call.stream})
         if self.capture_content and not route.restricted:
             span.set_attribute("gen_ai.input.messages",
-                               msgspec.json.encode(call.payload.get("messages")).decode())
+                               msgspec.json.encode(call.payload.get("messages")  # a Responses
+                                                  or call.payload.get("input")).decode())
 
     def captures(self, route: Route) -> bool:
         """Whether this attempt's content may go in its span."""

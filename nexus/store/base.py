@@ -104,7 +104,22 @@ class TenantSource(Protocol):
     async def delete_team(self, name: str) -> bool: ...
 
 
-class Store(BudgetSource, SpendLedger, Reservations, RateLimits, TenantSource, Protocol):
+class ResponseStore(Protocol):
+    """Stored Responses API responses (`previous_response_id`), each kept for a TTL.
+    Each record is opaque bytes to the store: who may read it is the caller's check."""
+
+    async def save_response(self, response_id: str, record: bytes, ttl_seconds: int) -> None:
+        """Keep one response. Raises StoreError when the shared store cannot answer."""
+
+    async def load_response(self, response_id: str) -> bytes | None:
+        """The record, or None when unknown or expired. Raises StoreError likewise."""
+
+    async def delete_response(self, response_id: str) -> bool:
+        """Forget one response; False when it was not there."""
+
+
+class Store(BudgetSource, SpendLedger, Reservations, RateLimits, TenantSource, ResponseStore,
+            Protocol):
     """The whole store, as the replica that owns it sees it; each consumer takes only the
     part above that it uses."""
 

@@ -37,6 +37,11 @@ class Keys:
     def spend_counted(self, request_id: str) -> str:
         return f"{self.tag}:spend:counted:{request_id}"
 
+    def response(self, response_id: str) -> str:
+        """String: one stored Responses API response (JSON), with its TTL. Outside the
+        control slot: each response hashes to its own slot, spread over the shards."""
+        return f"{self.prefix}:response:{response_id}"
+
     @property
     def leader(self) -> str:
         return f"{self.tag}:leader"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from nexus.store.base import StoreStatus, TenantRecords
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import LocalLimiter, RateCheck, RateSubject, RateVerdict
 
+STORED_RESPONSES = 10_000  # Responses API responses kept in memory, newest kept
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 Ledger = dict[str, Counter[str]]  # month -> name -> micro-USD
 
@@ -41,6 +43,8 @@ class MemoryStore:
         self._view: BudgetView | None = None              # cached until the next change
         self._tenants = TenantRecords()
         self.limiter = LocalLimiter()
+        # Responses API responses: id -> (expiry on the monotonic clock, record)
+        self._responses: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def budget_view(self) -> BudgetView:
         month = self._month()
@@ -158,6 +162,24 @@ class MemoryStore:
 
     async def rate_usage(self, subject: RateSubject) -> tuple[int, int]:
         return self.limiter.usage(subject.name)
+
+    async def save_response(self, response_id: str, record: bytes, ttl_seconds: int) -> None:
+        self._responses[response_id] = (time.monotonic() + ttl_seconds, record)
+        self._responses.move_to_end(response_id)
+        while len(self._responses) > STORED_RESPONSES:  # the oldest go first
+            self._responses.popitem(last=False)
+
+    async def load_response(self, response_id: str) -> bytes | None:
+        found = self._responses.get(response_id)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            del self._responses[response_id]
+            return None
+        return found[1]
+
+    async def delete_response(self, response_id: str) -> bool:
+        return self._responses.pop(response_id, None) is not None
 
     def status(self) -> StoreStatus:
         return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)

@@ -309,6 +309,21 @@ class RedisStore:
         with store_errors():
             return await self.tenants.delete("teams", name)
 
+    async def save_response(self, response_id: str, record: bytes, ttl_seconds: int) -> None:
+        self.circuit.check()
+        with store_errors():
+            await self.client.set(self.keys.response(response_id), record, ex=ttl_seconds)
+
+    async def load_response(self, response_id: str) -> bytes | None:
+        self.circuit.check()
+        with store_errors():
+            found = await self.client.get(self.keys.response(response_id))
+        return found.encode() if isinstance(found, str) else found
+
+    async def delete_response(self, response_id: str) -> bool:
+        with store_errors():
+            return bool(await self.client.delete(self.keys.response(response_id)))
+
     async def rate_check(self, check: RateCheck) -> RateVerdict:
         verdict = self.tenants.take(check)  # an allowance's slots are counted already
         if verdict is not None:

@@ -104,7 +104,7 @@ async def test_content_only_when_asked_and_never_for_restricted_traffic(
     assert "sk-never-in-a-span" not in everything
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_captured_content_holds_the_answer_as_the_client_saw_it(
         mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
@@ -112,7 +112,8 @@ async def test_captured_content_holds_the_answer_as_the_client_saw_it(
     mock = await mock_backend("gpu", reply="the answer is 42")
     gw = await gateway(make_config([backend(mock)]))
     exporter = traced(gw, capture_content=True)
-    body = {**chat(stream=stream), "max_tokens": 64}
+    body = {**chat(stream=stream), "max_tokens": 64} if path != "/v1/responses" else \
+        {"model": "mock-model", "input": "hi", "stream": stream}
     async with http.post(gw.url + path, json=body) as r:
         assert r.status == 200
         await r.read()
@@ -122,7 +123,7 @@ async def test_captured_content_holds_the_answer_as_the_client_saw_it(
     (part,) = output["parts"]
     assert part["type"] == "text"
     assert part["content"].strip() == "the answer is 42"  # the mock's words, a space each
-    assert output["finish_reason"] in ("stop", "end_turn")
+    assert output["finish_reason"] in ("stop", "end_turn", "completed")
 
 
 async def test_no_answer_content_unless_asked(

@@ -24,7 +24,7 @@ def make_config(backends: list[dict[str, Any]], **sections: Any) -> Config:
     """A validated Config from plain dicts, with health checks that only run at start."""
     raw: dict[str, Any] = {"backends": backends, "health_check": dict(QUIET_HEALTH)}
     for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value}
+        raw[key] = value if isinstance(value, list) else {**raw.get(key, {}), **value}
     config = msgspec.convert(raw, Config)
     validate(config, "<test>")
     return config

@@ -20,8 +20,10 @@ from aiohttp import web
 
 try:
     from tests.support.mock_engine import MockEngine
+    from tests.support.mock_responses import responses
 except ImportError:  # run as a script: tests/support/ is the script's own folder
     from mock_engine import MockEngine  # type: ignore[no-redef]
+    from mock_responses import responses  # type: ignore[no-redef]
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Behaviour:
     # "llama-server" (/v1/models meta.n_ctx), "llama-server-props" (/props only),
     # "vllm" (max_model_len), "ollama" (/api/show), "lmstudio" (/api/v0/models).
     flavor: str = "openai"
-    cache_read_tokens: int = 0       # Anthropic usage: prompt-cache reads and writes
+    cache_read_tokens: int = 0       # prompt-cache reads (OpenAI: cached_tokens) and writes
     cache_write_tokens: int = 0
     capabilities: list[str] | None = None  # Ollama's /api/show list
     # Answer chat with a call of this tool ({"id", "name", "arguments": JSON text});
@@ -66,6 +68,10 @@ class Behaviour:
     slots: int | None = None
     prefix_cache: bool = False
     loaded: list[str] | None = None
+    # The server's own /v1/responses and its habits (tests/support/mock_responses.py).
+    responses_api: bool = False
+    responses_bare_completed: bool = False
+    responses_args_done_only: bool = False
 
 
 @dataclass
@@ -110,6 +116,7 @@ class MockBackend:
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/_mock/config", self._configure)
         app.router.add_get("/_mock/stats", self._stats)
         return app
@@ -187,6 +194,8 @@ class MockBackend:
         if b.prefix_cache:
             usage["prompt_tokens_details"] = {
                 "cached_tokens": min(prompt, self.engine.cached_tokens(text))}
+        elif b.cache_read_tokens:  # OpenAI's cached input, as its usage reports it
+            usage["prompt_tokens_details"] = {"cached_tokens": b.cache_read_tokens}
         return usage
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -269,6 +278,9 @@ class MockBackend:
             return gated
         return web.json_response({"models": [{"name": m, "model": m, "size": 1}
                                              for m in self.behaviour.models]})
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await responses(self, request)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
