@@ -42,6 +42,7 @@ from nexus.tenants.model import Tenant
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
+MAX_ID = 256
 OUTPUT_AS_INPUT = frozenset({"message", "function_call", "reasoning"})
 
 
@@ -51,7 +52,7 @@ class ResponsesRequest(msgspec.Struct):
     instructions: str | None = None
     stream: bool = False
     store: bool = True
-    previous_response_id: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    previous_response_id: Annotated[str, Meta(min_length=1, max_length=MAX_ID)] | None = None
     max_output_tokens: Annotated[int, Meta(ge=1)] | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
@@ -224,6 +225,8 @@ async def delete(request: web.Request, rid: str) -> web.Response:
 
 async def _owned(request: web.Request) -> StoredResponse:
     response_id = request.match_info["response_id"]
+    if len(response_id) > MAX_ID:
+        raise NotFound("Response ids are at most 256 characters", param="response_id")
     stored = await _load(request.app[GATEWAY], response_id, owner_of(request[TENANT]))
     if stored is None:
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")

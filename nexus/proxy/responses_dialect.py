@@ -52,12 +52,14 @@ class ResponsesDialect:
         self.response_id = r.new_id("resp")
         self.response: Json | None = None  # the finished response object
         self._stream: ResponsesStream | NativeResponsesStream | None = None
+        self._native: dict[str, bool] = {}  # backend → how this call's request went to it
         self.shape = StreamShape(end=TERMINAL, error=self._broken)
 
     # -- out -----------------------------------------------------------------------------
     def upstream(self, route: Route, call: Call) -> UpstreamRequest:
         backend = route.backend
-        if self.native(backend):
+        native = self._native[backend.name] = self.native(backend)
+        if native:
             body = {k: v for k, v in self.payload.items() if k not in GATEWAY_ONLY}
             body.update(model=route.model, input=[*self.history, *self.items], store=False)
             return UpstreamRequest(url=backend.base_url + "/v1/responses",
@@ -72,8 +74,13 @@ class ResponsesDialect:
         return upstream
 
     # -- back ----------------------------------------------------------------------------
+    def sent_native(self, route: Route) -> bool:
+        """Whether the request went to this route's backend as it was (decided once, in
+        `upstream`: a probe that answers meanwhile does not change how it is read)."""
+        return self._native.get(route.backend.name, False)
+
     def reply(self, route: Route, body: bytes, estimate: Usage) -> tuple[bytes, Usage, bool]:
-        if self.native(route.backend):
+        if self.sent_native(route):
             response, usage = reply_usage(body)
             self.response = response
             return body, usage or estimate, usage is None
@@ -83,7 +90,7 @@ class ResponsesDialect:
         return _encode(self.response), usage, reported is None
 
     def stream_translator(self, route: Route, call: Call) -> StreamTranslator:
-        if self.native(route.backend):
+        if self.sent_native(route):
             self._stream = NativeResponsesStream()
             return self._stream
         self._stream = ResponsesStream(self.shell(route), route.cost_estimate.input_tokens)

@@ -40,7 +40,7 @@ class Keys:
     def response(self, response_id: str) -> str:
         """String: one stored Responses API response (JSON), with its TTL. Outside the
         control slot: each response hashes to its own slot, spread over the shards."""
-        return f"{self.prefix}:response:{response_id}"
+        return "{" + f"{self.prefix}:response:{response_id}" + "}"
 
     @property
     def leader(self) -> str:
