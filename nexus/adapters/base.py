@@ -9,7 +9,7 @@ import msgspec
 from nexus.backends.backend import Backend
 from nexus.core.types import Endpoint, Usage
 
-__all__ = ["Adapter", "StreamTranslator", "UpstreamRequest", "Usage"]
+__all__ = ["Adapter", "Chained", "StreamTranslator", "UpstreamRequest", "Usage"]
 
 
 class UpstreamRequest(msgspec.Struct):
@@ -33,6 +33,29 @@ class StreamTranslator(Protocol):
 
     def close(self) -> bytes:
         """What to send when the backend's stream ended without its last event."""
+
+
+class Chained:
+    """A backend's own stream made chat chunks (`inner`), then those made the client's
+    events (`outer`): how a client API meets a backend API that is not OpenAI's."""
+
+    def __init__(self, inner: StreamTranslator, outer: StreamTranslator) -> None:
+        self.inner = inner
+        self.outer = outer
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.outer.usage or self.inner.usage
+
+    @property
+    def events(self) -> int:
+        return self.outer.events
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self.outer.feed(self.inner.feed(chunk))
+
+    def close(self) -> bytes:
+        return self.outer.feed(self.inner.close()) + self.outer.close()
 
 
 class Adapter(Protocol):

@@ -29,6 +29,8 @@ def request_headers(backend: Backend) -> dict[str, str]:
         return {}
     if backend.api is Api.ANTHROPIC:
         return {"x-api-key": backend.api_key, "anthropic-version": "2023-06-01"}
+    if backend.api is Api.GEMINI:  # a header, never ?key= in a URL a log could keep
+        return {"x-goog-api-key": backend.api_key}
     return {"Authorization": f"Bearer {backend.api_key}"}
 
 
@@ -36,6 +38,8 @@ def parse_models(backend_type: str, body: bytes) -> frozenset[str]:
     data = msgspec.json.decode(body)
     if backend_type == "ollama":
         return frozenset(_ollama_names(data))
+    if backend_type == "gemini":
+        return frozenset(_gemini_names(data))
     return frozenset(str(item["id"]) for item in data["data"] if "id" in item)
 
 
@@ -47,6 +51,13 @@ def _ollama_names(data: dict[str, Any]) -> list[str]:
         if name.endswith(":latest"):  # clients may say "llama3" for "llama3:latest"
             names.append(name[: -len(":latest")])
     return names
+
+
+def _gemini_names(data: dict[str, Any]) -> list[str]:
+    """Google's models that generate content, without the "models/" of their names."""
+    return [str(item["name"]).removeprefix("models/") for item in data.get("models", [])
+            if "name" in item and "generateContent" in
+            (item.get("supportedGenerationMethods") or ["generateContent"])]
 
 
 def is_loading(status: int, body: bytes) -> bool:

@@ -10,6 +10,7 @@ import msgspec
 class Api(enum.Enum):
     OPENAI = "openai"        # OpenAI-compatible /v1/* endpoints
     ANTHROPIC = "anthropic"  # Anthropic Messages API, translated both ways
+    GEMINI = "gemini"        # Google's generateContent, translated both ways
 
     # Members are singletons: hash by identity, in C. Enum's own __hash__ is Python
     # code, run on every request where the adapter is looked up.
@@ -37,10 +38,16 @@ KINDS: dict[str, Kind] = {
     "openai": Kind(Api.OPENAI, cloud=True, discovery_path="/v1/models"),
     "anthropic": Kind(Api.ANTHROPIC, cloud=True, discovery_path="/v1/models",
                       json_formats=frozenset({"json_schema"})),
+    # Google's model list: up to 1,000 a page (the default is 50)
+    "gemini": Kind(Api.GEMINI, cloud=True, discovery_path="/v1beta/models?pageSize=1000"),
 }
 
 
 def base_url(url: str) -> str:
-    """The server root: configs may name it with or without a trailing /v1."""
+    """The server root: configs may name it with or without a trailing /v1 (/v1beta for
+    Gemini)."""
     url = url.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
+    for suffix in ("/v1", "/v1beta"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url

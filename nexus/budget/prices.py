@@ -71,6 +71,14 @@ KNOWN_PRICES: dict[str, Price] = {
     "claude-haiku": Price.per_million(1.00, 5.00),
     "claude-opus": Price.per_million(15.00, 75.00),
     "claude-3-opus": Price.per_million(15.00, 75.00),
+    # Gemini, prompts up to 200k tokens; cached content at a tenth of the input price.
+    "gemini-3-pro": Price.per_million(2.00, 12.00),
+    "gemini-3-flash": Price.per_million(0.50, 3.00),
+    "gemini-2.5-pro": Price.per_million(1.25, 10.00),
+    "gemini-2.5-flash": Price.per_million(0.30, 2.50),
+    "gemini-2.5-flash-lite": Price.per_million(0.10, 0.40),
+    "gemini-2.0-flash": Price.per_million(0.10, 0.40),
+    "gemini-2.0-flash-lite": Price.per_million(0.075, 0.30),
 }
 # A cloud model nobody priced is assumed expensive rather than free.
 UNKNOWN_CLOUD_PRICE = Price.per_million(15.00, 75.00)

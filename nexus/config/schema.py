@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-BackendType = Literal["ollama", "vllm", "llamacpp", "lmstudio", "generic", "openai", "anthropic"]
+BackendType = Literal["ollama", "vllm", "llamacpp", "lmstudio", "generic", "openai", "anthropic",
+                      "gemini"]
 Strategy = Literal["smart", "round_robin", "priority_only", "random"]
 Zone = Literal["restricted", "open"]
 Privacy = Literal["unrestricted", "restricted"]

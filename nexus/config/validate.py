@@ -18,7 +18,7 @@ from nexus.core.masking import mask_url
 from nexus.tenants.table import glob_problem
 
 MAX_ALIAS_CHAIN = 3  # names in a chain: A→B→C is fine, A→B→C→D is rejected
-CLOUD_TYPES = frozenset({"openai", "anthropic"})
+CLOUD_TYPES = frozenset({"openai", "anthropic", "gemini"})
 _HEADER_SAFE = re.compile(r"^[A-Za-z0-9._:@/+-]+$")
 
 

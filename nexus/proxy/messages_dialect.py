@@ -11,7 +11,7 @@ from aiohttp import web
 from nexus.adapters import ADAPTERS
 from nexus.adapters.anthropic import AnthropicAdapter, NativeStream
 from nexus.adapters.anthropic_params import Adjustments
-from nexus.adapters.base import StreamTranslator, UpstreamRequest
+from nexus.adapters.base import Chained, StreamTranslator, UpstreamRequest
 from nexus.adapters.chat_to_messages import to_message
 from nexus.adapters.chat_to_messages_stream import MESSAGE_STOP, MessagesStream, error_event
 from nexus.adapters.messages_to_chat import to_chat_request
@@ -69,8 +69,12 @@ class MessagesDialect:
     def stream_translator(self, route: Route, call: Call) -> StreamTranslator:
         if route.backend.api is Api.ANTHROPIC:
             return NativeStream()
-        return MessagesStream(route.model, route.cost_estimate.input_tokens,
-                              self.stop_sequences)
+        stream = MessagesStream(route.model, route.cost_estimate.input_tokens,
+                                self.stop_sequences)
+        if route.backend.api is Api.OPENAI:
+            return stream
+        return Chained(ADAPTERS[route.backend.api].stream_translator(route.model, True, True),
+                       stream)
 
     def error_response(self, error: NexusError, headers: dict[str, str]) -> web.Response:
         return anthropic_error_response(error, headers.get("X-Nexus-Request-Id", ""), headers)

@@ -19,7 +19,7 @@ from aiohttp import web
 from nexus.adapters import ADAPTERS
 from nexus.adapters import chat_to_responses as r
 from nexus.adapters.anthropic_params import Adjustments
-from nexus.adapters.base import StreamTranslator, UpstreamRequest
+from nexus.adapters.base import Chained, StreamTranslator, UpstreamRequest
 from nexus.adapters.chat_to_responses_stream import TERMINAL, ResponsesStream
 from nexus.adapters.responses_native import NativeResponsesStream, reply_usage
 from nexus.adapters.responses_to_chat import input_items, to_chat_request
@@ -121,28 +121,6 @@ class ResponsesDialect:
         if self._stream is None:
             return b""
         return self._stream.failed(message, code)
-
-
-class Chained:
-    """A backend's own stream made chat chunks, then those made Responses events."""
-
-    def __init__(self, inner: StreamTranslator, outer: ResponsesStream) -> None:
-        self.inner = inner
-        self.outer = outer
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.outer.usage or self.inner.usage
-
-    @property
-    def events(self) -> int:
-        return self.outer.events
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self.outer.feed(self.inner.feed(chunk))
-
-    def close(self) -> bytes:
-        return self.outer.feed(self.inner.close()) + self.outer.close()
 
 
 def _merge_notes(upstream: UpstreamRequest, adjustments: Adjustments) -> None:

@@ -34,7 +34,8 @@ from nexus.proxy.call import Call
 from nexus.proxy.content import Output
 from nexus.routing.types import Route
 
-PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}  # others: the backend's type
+# gen_ai.provider.name of the cloud types; others: the backend's type (vllm, ollama, ...)
+PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini"}
 DEFAULT_ENDPOINT = "http://localhost:4318"  # an OTLP/HTTP collector's usual address
 
 

@@ -8,6 +8,7 @@ overloaded backend's 503/529 stays 503, with Retry-After.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -51,6 +52,25 @@ def _error_object(body: bytes) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+def _google_error(fields: dict[str, Any],
+                  retry_after: str | None) -> tuple[dict[str, Any], str | None]:
+    """Google's `{code, message, status, details}` as OpenAI's fields: the status as the
+    code, the first field violation as the param, RetryInfo's delay as Retry-After."""
+    found: dict[str, Any] = {"message": fields.get("message"),
+                             "code": str(fields["status"]).lower()}
+    for detail in fields.get("details") or ():
+        if not isinstance(detail, dict):
+            continue
+        violations = detail.get("fieldViolations") or ()
+        if violations and isinstance(violations[0], dict) and "param" not in found:
+            found["param"] = violations[0].get("field")
+        delay = detail.get("retryDelay")
+        if retry_after is None and isinstance(delay, str) and delay.endswith("s"):
+            with contextlib.suppress(ValueError):
+                retry_after = str(max(1, round(float(delay[:-1]))))
+    return found, retry_after
+
+
 def _text(fields: dict[str, Any], key: str) -> str | None:
     value = fields.get(key)
     return value if isinstance(value, str) and value else None
@@ -65,6 +85,8 @@ def _seconds(retry_after: str | None) -> int | None:
 def upstream_error(status: int, body: bytes, retry_after: str | None = None) -> NexusError:
     """The backend's error as the client gets it."""
     fields = _error_object(body)
+    if isinstance(fields.get("status"), str):  # a Google RPC status (Gemini)
+        fields, retry_after = _google_error(fields, retry_after)
     message = _text(fields, "message") or f"backend answered HTTP {status}"
     if status in OVERLOAD_STATUSES and status != 429:
         error: NexusError = NoViableBackend(message, retry_after=_seconds(retry_after) or 1)

@@ -19,9 +19,11 @@ from typing import Any
 from aiohttp import web
 
 try:
+    from tests.support import mock_gemini
     from tests.support.mock_engine import MockEngine
     from tests.support.mock_responses import responses
 except ImportError:  # run as a script: tests/support/ is the script's own folder
+    import mock_gemini  # type: ignore[no-redef]
     from mock_engine import MockEngine  # type: ignore[no-redef]
     from mock_responses import responses  # type: ignore[no-redef]
 
@@ -72,6 +74,10 @@ class Behaviour:
     responses_api: bool = False
     responses_bare_completed: bool = False
     responses_args_done_only: bool = False
+    # Gemini (tests/support/mock_gemini.py): the finish reason, thinking text and tokens
+    gemini_finish: str = "STOP"
+    gemini_thoughts: str = ""
+    gemini_thought_tokens: int = 0
 
 
 @dataclass
@@ -117,6 +123,8 @@ class MockBackend:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1beta/models/{target}", self._gemini)
+        app.router.add_get("/v1beta/models", self._gemini_models)
         app.router.add_post("/_mock/config", self._configure)
         app.router.add_get("/_mock/stats", self._stats)
         return app
@@ -139,7 +147,8 @@ class MockBackend:
             setattr(self.behaviour, key, value)
 
     def chat_requests(self) -> list[Received]:
-        return [r for r in self.received if r.path != "/v1/models" and r.path != "/api/tags"]
+        return [r for r in self.received
+                if r.path not in ("/v1/models", "/api/tags", "/v1beta/models")]
 
     # -- shared behaviour --------------------------------------------------------------------
     async def _gate(self, request: web.Request) -> web.StreamResponse | None:
@@ -278,6 +287,13 @@ class MockBackend:
             return gated
         return web.json_response({"models": [{"name": m, "model": m, "size": 1}
                                              for m in self.behaviour.models]})
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        return await mock_gemini.generate(self, request)
+
+    async def _gemini_models(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(Received(request.path, {}, dict(request.headers)))
+        return await mock_gemini.list_models(self, request)
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         return await responses(self, request)
