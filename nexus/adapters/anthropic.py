@@ -10,6 +10,7 @@ import msgspec
 from nexus.adapters import anthropic_map as m
 from nexus.adapters.anthropic_params import Adjustments
 from nexus.adapters.base import UpstreamRequest
+from nexus.adapters.chat_chunks import ChunkWriter
 from nexus.adapters.chat_to_anthropic import to_messages_request
 from nexus.adapters.chat_to_messages_stream import MESSAGE_STOP
 from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
@@ -36,16 +37,11 @@ def to_chat_completion(message: Json, model: str) -> Json:
             "usage": m.usage_to_openai(usage)}
 
 
-class AnthropicStream:
+class AnthropicStream(ChunkWriter):
     """Turns message_start / content_block_* / message_delta events into chat chunks."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.model = model
-        self.include_usage = include_usage
-        self.usage: Usage | None = None
-        self.events = 0
-        self._id = "chatcmpl-"
-        self._created = int(time.time())
+        super().__init__(model, include_usage)
         self._tool_index: dict[int, int] = {}
         self._splitter = EventSplitter()
 
@@ -62,12 +58,6 @@ class AnthropicStream:
             return []
         handler = getattr(self, f"_on_{data.get('type', '')}", None)
         return handler(data) if handler else []
-
-    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
-        return frame({"id": self._id, "object": "chat.completion.chunk",
-                      "created": self._created, "model": self.model,
-                      "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                   "finish_reason": finish}]})
 
     def _on_message_start(self, data: Json) -> list[bytes]:
         message = data.get("message", {})
@@ -104,9 +94,7 @@ class AnthropicStream:
     def _on_message_stop(self, data: Json) -> list[bytes]:
         events = []
         if self.include_usage and self.usage is not None:
-            events.append(frame({"id": self._id, "object": "chat.completion.chunk",
-                                 "created": self._created, "model": self.model,
-                                 "choices": [], "usage": m.usage_to_openai(self.usage)}))
+            events.append(self._usage_chunk(m.usage_to_openai(self.usage)))
         return [*events, DONE]
 
     def _on_error(self, data: Json) -> list[bytes]:

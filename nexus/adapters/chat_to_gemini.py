@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from nexus.adapters.anthropic_map import text_of
 from nexus.adapters.anthropic_params import Adjustments
 from nexus.core.errors import BadRequest
 
@@ -52,7 +53,7 @@ def to_gemini_request(payload: Json, adjustments: Adjustments) -> Json:
 
 
 def _system(messages: list[Json]) -> str:
-    return "\n\n".join(_text(m.get("content")) for m in messages
+    return "\n\n".join(text_of(m.get("content")) for m in messages
                        if m.get("role") in ("system", "developer"))
 
 
@@ -69,7 +70,7 @@ def _contents(messages: list[Json], adjustments: Adjustments) -> list[Json]:
         elif role == "tool":
             call_id = str(message.get("tool_call_id", ""))
             parts = [{"functionResponse": {"name": names.get(call_id, call_id),
-                                           "response": {"content": _text(
+                                           "response": {"content": text_of(
                                                message.get("content"))}}}]
             turn = "user"
         else:
@@ -86,7 +87,7 @@ def _contents(messages: list[Json], adjustments: Adjustments) -> list[Json]:
 
 def _assistant_parts(message: Json, names: dict[str, str]) -> list[Json]:
     parts: list[Json] = []
-    text = _text(message.get("content"))
+    text = text_of(message.get("content"))
     if text:
         parts.append({"text": text})
     for call in message.get("tool_calls") or ():
@@ -134,15 +135,6 @@ def _mime_of(url: str) -> str:
         if lower.endswith(suffix):
             return mime
     return "image/jpeg"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content
-                       if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def _generation_config(payload: Json, adjustments: Adjustments) -> Json:

@@ -16,9 +16,8 @@ from typing import Any
 import msgspec
 
 from nexus.adapters import anthropic_map as m
-from nexus.adapters.chat_chunks import Delta, Function, ToolCall, decode_chunk
+from nexus.adapters.chat_chunks import ChatStreamReader, Delta, Function, ToolCall, decode_chunk
 from nexus.adapters.chat_to_messages import message_id, stop_of
-from nexus.adapters.sse import complete_part, data_of
 from nexus.core.types import Usage
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def _delta_event(index: int, kind: bytes, field: bytes, value: str) -> bytes:
             + _encode(value) + b"}}\n\n")
 
 
-class MessagesStream:
+class MessagesStream(ChatStreamReader):
     """Reads an OpenAI-compatible backend's stream (its usage too, which the backend is
     asked to send) and writes Anthropic's events."""
 
@@ -53,30 +52,15 @@ class MessagesStream:
         self.model = model
         self.input_estimate = input_estimate
         self.stop_sequences = stop_sequences
+        super().__init__()
         self.usage: Usage | None = None
         self.events = 0  # content deltas: about a token each, should usage never come
-        self._buffer = b""
         self._started = False
-        self._ended = False
         self._open: int | None = None    # the index of the open block
         self._open_kind = ""             # "text", "thinking" or "tool_use"
         self._blocks = 0
         self._tools: dict[int, int] = {}  # OpenAI tool-call index → block index
         self._reason: tuple[str, str | None] | None = None
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._ended:
-            return b""
-        complete, self._buffer = complete_part(self._buffer, chunk)
-        out: list[bytes] = []
-        for raw in complete.split(b"\n\n") if complete else ():
-            data = data_of(raw) if raw else b""
-            if data == b"[DONE]":
-                out.append(self._finish())
-                break
-            if data:
-                self._chunk(data, out)
-        return b"".join(out)
 
     def close(self) -> bytes:
         """The backend's stream ended without [DONE]: finish if it said why it stopped."""

@@ -19,8 +19,7 @@ from typing import Any
 import msgspec
 
 from nexus.adapters import chat_to_responses as r
-from nexus.adapters.chat_chunks import Chunk, Delta, ToolCall, decode_chunk
-from nexus.adapters.sse import complete_part, data_of
+from nexus.adapters.chat_chunks import ChatStreamReader, Chunk, Delta, ToolCall, decode_chunk
 from nexus.core.types import Usage
 
 Json = dict[str, Any]
@@ -41,7 +40,7 @@ class _Item(msgspec.Struct):
     text: list[str]     # text, reasoning or arguments, as it arrived
 
 
-class ResponsesStream:
+class ResponsesStream(ChatStreamReader):
     """Reads an OpenAI-compatible backend's stream and writes the Responses events; the
     finished response object is kept in `response` (to store it)."""
 
@@ -51,35 +50,20 @@ class ResponsesStream:
         self.usage: Usage | None = None
         self.events = 0
         self.response: Json | None = None  # the finished response, once the stream ends
+        super().__init__()
         self._sequence = 0
-        self._buffer = b""
         self._started = False
-        self._ended = False
         self._items: list[_Item] = []
         self._open: _Item | None = None        # the open text or reasoning item
         self._tools: dict[int, _Item] = {}     # chat tool-call index → its item
-        self._finish: str | None = None
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._ended:
-            return b""
-        complete, self._buffer = complete_part(self._buffer, chunk)
-        out: list[bytes] = []
-        for raw in complete.split(b"\n\n") if complete else ():
-            data = data_of(raw) if raw else b""
-            if data == b"[DONE]":
-                out.append(self._finish_stream())
-                break
-            if data:
-                self._chunk(data, out)
-        return b"".join(out)
+        self._reason: str | None = None
 
     def close(self) -> bytes:
         """The backend's stream ended without [DONE]: finish if it said why it stopped."""
         if self._ended or not self._started:
             return b""
-        if self._finish is not None:
-            return self._finish_stream()
+        if self._reason is not None:
+            return self._finish()
         return self.failed("the backend ended its stream before finishing the response",
                            "backend_stream_interrupted")
 
@@ -110,7 +94,7 @@ class ResponsesStream:
             if choice.delta is not None:
                 self._delta(choice.delta, out)
             if choice.finish_reason is not None:
-                self._finish = choice.finish_reason
+                self._reason = choice.finish_reason
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
@@ -201,7 +185,7 @@ class ResponsesStream:
         out.append(self._event("response.output_item.done",
                                {"output_index": item.index, "item": item.body}))
 
-    def _finish_stream(self) -> bytes:
+    def _finish(self) -> bytes:
         out: list[bytes] = []
         if not self._started:
             self._start(out)
@@ -209,7 +193,7 @@ class ResponsesStream:
         for item in sorted(self._tools.values(), key=lambda i: i.index):
             self._close_tool(item, out)
         usage = self.usage or Usage(self.input_estimate, self.events)
-        self.response = r.finished(self.shell, [i.body for i in self._items], self._finish,
+        self.response = r.finished(self.shell, [i.body for i in self._items], self._reason,
                                    usage)
         kind = "response.completed" if self.response["status"] == "completed" \
             else "response.incomplete"

@@ -18,8 +18,9 @@ import msgspec
 
 from nexus.adapters.anthropic_params import Adjustments
 from nexus.adapters.base import UpstreamRequest
+from nexus.adapters.chat_chunks import ChunkWriter
 from nexus.adapters.chat_to_gemini import to_gemini_request
-from nexus.adapters.sse import DONE, EventSplitter, data_of, frame
+from nexus.adapters.sse import DONE, EventSplitter, data_of
 from nexus.backends.backend import Backend
 from nexus.backends.discovery import request_headers
 from nexus.core.errors import BadRequest
@@ -108,17 +109,12 @@ def to_chat_completion(response: Json, model: str) -> tuple[Json, Usage | None]:
     return completion, reading.usage
 
 
-class GeminiStream:
+class GeminiStream(ChunkWriter):
     """Gemini's SSE chunks (each a whole GenerateContentResponse) → chat chunks. The
     stream has no end marker of its own: the chunk with the finish reason ends it."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.model = model
-        self.include_usage = include_usage
-        self.usage: Usage | None = None
-        self.events = 0
-        self._id = "chatcmpl-"
-        self._created = int(time.time())
+        super().__init__(model, include_usage)
         self._calls = 0
         self._started = False
         self._done = False
@@ -148,9 +144,7 @@ class GeminiStream:
         if isinstance(response.get("error"), dict):
             error = response["error"]
             self._done = True
-            return [frame({"error": {"message": error.get("message", "upstream error"),
-                                     "type": "api_error", "code": "backend_error",
-                                     "param": None}})]
+            return [self._error(str(error.get("message") or "upstream error"))]
         out = [] if self._started else [self._chunk({"role": "assistant", "content": ""})]
         self._started = True
         self._id = f"chatcmpl-{response.get('responseId', '')}"
@@ -176,16 +170,8 @@ class GeminiStream:
         self._done = True
         out = [self._chunk({}, self._finish)]
         if self.include_usage and self.usage is not None:
-            out.append(frame({"id": self._id, "object": "chat.completion.chunk",
-                              "created": self._created, "model": self.model,
-                              "choices": [], "usage": usage_to_openai(self.usage)}))
+            out.append(self._usage_chunk(usage_to_openai(self.usage)))
         return [*out, DONE]
-
-    def _chunk(self, delta: Json, finish: str | None = None) -> bytes:
-        return frame({"id": self._id, "object": "chat.completion.chunk",
-                      "created": self._created, "model": self.model,
-                      "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                   "finish_reason": finish}]})
 
 
 class GeminiAdapter:
