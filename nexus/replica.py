@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from nexus.backends.checker import HealthChecker
+from nexus.backends.lifecycle import ModelOps
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
 from nexus.backends.responses_support import ResponsesSupport
@@ -24,6 +25,7 @@ from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
 from nexus.core.tasks import LoopFactory, Supervisor
 from nexus.fleet.fleet import Fleet
+from nexus.fleet.placement import Placement
 from nexus.proxy.admission import Admission
 from nexus.proxy.billing import Holds
 from nexus.proxy.feed import Feed, stage_names
@@ -67,6 +69,8 @@ class Gateway:
         self._forwarder: Forwarder | None = None
         self.checker: HealthChecker | None = None
         self.responses_support = ResponsesSupport(None)  # asks servers once running
+        self.placement = Placement(self.store, self.registry, self.replica_id,
+                                   config.lifecycle)
 
     @property
     def forwarder(self) -> Forwarder:
@@ -80,6 +84,7 @@ class Gateway:
             self._session = session
             client = BackendClient(session)
             self.responses_support.session = session
+            self.placement.ops = ModelOps(session, config_step_timeout(self.config))
             books = Books(self.admission, Holds(self.store, self.config.routing.budget,
                                                self.config.server.request_timeout_seconds,
                                                self.store.tenant_spend),
@@ -92,6 +97,7 @@ class Gateway:
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker
             await self.store.start(self.supervisor)
+            self.placement.start_syncing(self.supervisor)
             try:
                 async with self._fleet_running(), self._health_loop(checker), \
                         self._engine_loop(EngineScraper(self.registry, session, self.recorder)), \
@@ -100,6 +106,7 @@ class Gateway:
             finally:
                 self.waiting.wake_all()
                 await self.responses_support.close()
+                await self.placement.close()
                 await client.close()
                 await self.store.close()
                 if tracer_provider is not None:  # what is batched goes to the collector
@@ -168,3 +175,8 @@ class Gateway:
 def default_replica_id() -> str:
     """host-pid-random: unique across machines, processes and restarts."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def config_step_timeout(config: Config) -> float:
+    """How long one step of a lifecycle operation may go without a byte from the server."""
+    return config.lifecycle.operation_timeout_seconds

@@ -10,6 +10,7 @@ from nexus.backends.health import HealthTracker
 from nexus.backends.kinds import KINDS, Api, Kind, base_url
 from nexus.backends.metrics import BackendMetrics
 from nexus.backends.state import BackendState
+from nexus.backends.transition import Transition
 from nexus.backends.windows import CONFIGURED, ContextWindow
 from nexus.budget.prices import PriceTable
 from nexus.config.schema import BackendConfig, HealthCheckConfig
@@ -22,7 +23,7 @@ class Backend:
     __slots__ = ("_api_key", "base_url", "config", "context_window", "free", "health",
                  "json_mode", "kind", "max_concurrent", "metrics", "models", "name",
                  "openai_api", "prices", "priority", "restricted_zone", "shown_url", "state",
-                 "tier", "tools", "vision")
+                 "tier", "tools", "transitions", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -49,6 +50,8 @@ class Backend:
         can = config.capabilities
         self.vision, self.tools, self.json_mode = can.vision, can.tools, can.json_mode
         self.context_window = can.context_window
+        # model → its load or unload under way (lifecycle operations, fleet-wide)
+        self.transitions: dict[str, Transition] = {}
         if self.kind.cloud and not self._api_key:
             self.health.unreachable(f"environment variable {config.api_key_env} is not set")
 

@@ -67,9 +67,14 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("backends", "backends and their health: the fleet's view from "
                                         "Redis, or a running gateway's (--url)"),
-                           ("models", "models the fleet serves, from a running gateway")):
+                           ("models", "models the fleet serves, from a running gateway; "
+                                      "load, unload, migrate, ops: their placement")):
         inspect = _gateway_arguments(sub.add_parser(name, help=helptext))
         inspect.set_defaults(command=_inspect, what=name)
+        if name == "models":
+            from nexus.cli.models import add_actions
+
+            add_actions(inspect)
 
     budget = _gateway_arguments(sub.add_parser(
         "budget", help="the month's spend and budget status: the fleet's from Redis, or, "

@@ -246,6 +246,14 @@ class TracingConfig(Section):
     service_name: str | None = None      # OTEL_SERVICE_NAME, else "nexus"
 
 
+class LifecycleConfig(Section):
+    """Model load, unload and migrate operations (docs/lifecycle.md)."""
+
+    # An operation nobody has heard from for this long has failed: its replica stopped.
+    operation_timeout_seconds: PositiveFloat = 60.0
+    sync_interval_seconds: PositiveFloat = 1.0  # how often a replica reads others' ops
+
+
 class ResponsesConfig(Section):
     """Stored Responses API responses (`store: true`, for `previous_response_id`)."""
 
@@ -257,6 +265,7 @@ class Config(Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
+    lifecycle: LifecycleConfig = msgspec.field(default_factory=LifecycleConfig)
     redis: RedisConfig | None = None
     fleet: FleetConfig = msgspec.field(default_factory=FleetConfig)
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)

@@ -80,6 +80,14 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Conflict(NexusError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
+class NotImplementedHere(NexusError):
+    status, type, code = 501, "invalid_request_error", "not_implemented"
+
+
 class MethodNotAllowed(NexusError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
 

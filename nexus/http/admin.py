@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from nexus.core.errors import BadRequest, NexusError, NotFound
+from nexus.core.errors import BadRequest, Conflict, NotFound
 from nexus.http.context import GATEWAY, TENANCY
 from nexus.replica import Gateway
 from nexus.tenants.model import KeyRecord
@@ -29,10 +29,6 @@ from nexus.tenants.ops import (
     team_view,
 )
 from nexus.tenants.table import counted_as
-
-
-class Conflict(NexusError):
-    status, type, code = 409, "invalid_request_error", "conflict"
 
 
 def _decode(body: bytes, kind: type[TeamCreate]) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from nexus.config.schema import Config
-from nexus.http import info, messages, openai, responses
+from nexus.http import info, messages, openai, placement, responses
 from nexus.http.admin import ADMIN_ROUTES
 from nexus.http.auth import Tenancy
 from nexus.http.connections import Edge
@@ -48,6 +48,11 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("GET", "/v1/responses/{response_id}/input_items", responses.input_items_of),
     ("POST", "/v1/routing/explain", messages.routing_explain),
     ("GET", "/v1/models", openai.list_models),
+    ("POST", "/v1/models/load", placement.load),
+    ("POST", "/v1/models/migrate", placement.migrate),
+    ("GET", "/v1/models/operations", placement.operations),
+    ("GET", "/v1/models/operations/{operation_id}", placement.operation),
+    ("DELETE", "/v1/models/{model:.+}", placement.unload),
     ("GET", "/v1/models/{model:.+}", openai.retrieve_model),
     ("GET", "/v1/stats", info.stats),
     ("GET", "/v1/budget", info.budget),

@@ -36,6 +36,8 @@ AS_ADMIN = web.RequestKey[bool]("as_admin")  # a read endpoint asked with the ad
 # What the admin key reads besides /admin/ and the dashboard: what a client key reads.
 ADMIN_READS = frozenset({"/v1/stats", "/v1/budget", "/v1/models", "/v1/routing/explain"})
 ADMIN_READ_PREFIXES = ("/v1/models/",)  # one model: as the list
+# Model placement (load, unload, migrate, operations): the admin key's once keys exist.
+PLACEMENT = ("/v1/models/load", "/v1/models/migrate", "/v1/models/operations")
 
 
 ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer
@@ -80,7 +82,10 @@ def guarded(endpoint: EndpointHandler, tenancy: Tenancy, edge: Edge,
 def _admit(tenancy: Tenancy, request: web.Request) -> None:
     """Who may ask this path: raises Unauthorized or Forbidden when the request may not."""
     path = request.path
-    if path.startswith("/v1/"):
+    if path.startswith(PLACEMENT) or (request.method == "DELETE"
+                                      and path.startswith("/v1/models/")):
+        _admit_placement(tenancy, request)
+    elif path.startswith("/v1/"):
         if (path in ADMIN_READS or path.startswith(ADMIN_READ_PREFIXES)) and \
                 tenancy.is_admin(request.headers):
             request[AS_ADMIN], request[TENANT] = True, None
@@ -98,6 +103,19 @@ def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
                         "variable holding the admin key")
     if not tenancy.is_admin(request.headers):
         raise Unauthorized(_admin_hint(request, "The admin API"))
+
+
+def _admit_placement(tenancy: Tenancy, request: web.Request) -> None:
+    """Open while no key exists (like the rest of the gateway); then the admin key only."""
+    request[TENANT] = None
+    tenancy.refresh()
+    if tenancy.admin_key is None and not tenancy.required:
+        return
+    if tenancy.admin_key is None:
+        raise Forbidden("Model placement needs the admin key once client keys exist: set "
+                        "server.admin_key_env to the name of the variable holding it")
+    if not tenancy.is_admin(request.headers):
+        raise Unauthorized(_admin_hint(request, "Model placement"))
 
 
 def _admit_dashboard(tenancy: Tenancy, request: web.Request) -> None:

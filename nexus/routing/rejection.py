@@ -10,11 +10,12 @@ from nexus.routing.types import RejectionReason
 # Stages in the order their suggestions help most: what the client can change in
 # its own request first, then what an operator can change, then what only time fixes.
 ACTIONABILITY = ("TierReconciler", "RequestAnalyzer", "BudgetReconciler",
-                 "PrivacyReconciler", "QualityReconciler", "SchedulerReconciler")
+                 "PrivacyReconciler", "QualityReconciler", "LifecycleReconciler",
+                 "SchedulerReconciler")
 RETRY_NOTE = "failed earlier in this request"
 # Stages whose rejections pass by themselves: a backend comes back up, frees capacity,
 # loads its model, or its error rate falls.
-WAITING_HELPS = frozenset({"SchedulerReconciler", "QualityReconciler"})
+WAITING_HELPS = frozenset({"SchedulerReconciler", "QualityReconciler", "LifecycleReconciler"})
 
 
 def no_viable_backend(model: str, reasons: list[RejectionReason]) -> NoViableBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -29,6 +30,8 @@ from nexus.routing.pipeline import Pipeline, Reconciler, StageEffect
 from nexus.routing.policies import PolicySet
 from nexus.routing.reconcilers.analyzer import RequestAnalyzer
 from nexus.routing.reconcilers.budget import BudgetReconciler
+from nexus.routing.reconcilers.lifecycle import STAGE as LIFECYCLE
+from nexus.routing.reconcilers.lifecycle import LifecycleReconciler, soonest_ready
 from nexus.routing.reconcilers.privacy import PrivacyReconciler
 from nexus.routing.reconcilers.quality import QualityReconciler
 from nexus.routing.reconcilers.scheduler import SchedulerReconciler, bring_back
@@ -88,6 +91,7 @@ class Router:
             Scorer(config.weights, quality.min_requests), queue or QueueConfig(), affinity)
         self.pipeline = Pipeline([
             RequestAnalyzer(registry, config.aliases, PolicySet(config.policies)),
+            LifecycleReconciler(),
             PrivacyReconciler(),
             BudgetReconciler(config.budget, budget_view or _no_spend, tenant_spend,
                              config.default_output_tokens),
@@ -128,7 +132,10 @@ class Router:
         recovery checks, freeing capacity, or loading its model (the HTTP layer's
         concern: `select_backend` itself reports only what the queue estimated)."""
         if error.retry_after is None and waiting_helps(error):
-            error.retry_after = self.recovery_seconds
+            eta = soonest_ready(list(self.registry), time.time()) \
+                if _refused_by(error, LIFECYCLE) else None
+            error.retry_after = self.recovery_seconds if eta is None else \
+                min(MAX_RETRY_AFTER, max(1, math.ceil(eta)))
         return error
 
     def _never_fits(self, request: RoutingRequest) -> int:
@@ -238,3 +245,8 @@ def _no_spend() -> BudgetView:
 @functools.lru_cache(maxsize=4)
 def _empty_month(month: str) -> BudgetView:
     return BudgetView(month=month)
+
+
+def _refused_by(error: NoViableBackend, stage: str) -> bool:
+    return any(group["stage"] == stage
+               for group in error.extra.get("rejection_reasons") or [])

@@ -118,8 +118,29 @@ class ResponseStore(Protocol):
         """Forget one response; False when it was not there."""
 
 
+class Placements(Protocol):
+    """Model lifecycle operations: their records, and one claim per backend, fleet-wide,
+    that lapses unless its holder renews it (a replica that dies lets go)."""
+
+    async def claim_backend(self, backend: str, token: str, ttl_ms: int) -> str | None:
+        """Take the backend for an operation: None when taken, else the holder's token."""
+
+    async def renew_claim(self, backend: str, token: str, ttl_ms: int) -> bool:
+        """Keep the claim; False when it lapsed or another holds it."""
+
+    async def release_claim(self, backend: str, token: str) -> None: ...
+
+    async def save_operation(self, operation_id: str, record: bytes, started: float) -> None:
+        """Keep (or replace) one operation's record, listed by when it started."""
+
+    async def load_operation(self, operation_id: str) -> bytes | None: ...
+
+    async def recent_operations(self, limit: int) -> list[bytes]:
+        """The newest operations' records, newest first."""
+
+
 class Store(BudgetSource, SpendLedger, Reservations, RateLimits, TenantSource, ResponseStore,
-            Protocol):
+            Placements, Protocol):
     """The whole store, as the replica that owns it sees it; each consumer takes only the
     part above that it uses."""
 

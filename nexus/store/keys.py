@@ -42,6 +42,19 @@ class Keys:
         control slot: each response hashes to its own slot, spread over the shards."""
         return "{" + f"{self.prefix}:response:{response_id}" + "}"
 
+    def lifecycle_claim(self, backend: str) -> str:
+        """String, with a TTL: the token of the operation that has the backend."""
+        return f"{self.tag}:lifecycle:claim:{backend}"
+
+    def lifecycle_operation(self, operation_id: str) -> str:
+        """String (JSON), 7-day TTL: one lifecycle operation's record."""
+        return f"{self.tag}:lifecycle:op:{operation_id}"
+
+    @property
+    def lifecycle_operations(self) -> str:
+        """Sorted set: operation ids scored by when they started (unix s)."""
+        return f"{self.tag}:lifecycle:ops"
+
     @property
     def leader(self) -> str:
         return f"{self.tag}:leader"

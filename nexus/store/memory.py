@@ -23,6 +23,7 @@ from nexus.store.base import StoreStatus, TenantRecords
 from nexus.tenants.model import KeyRecord, TeamRecord, TenantSpend
 from nexus.tenants.rates import LocalLimiter, RateCheck, RateSubject, RateVerdict
 
+KEPT_OPERATIONS = 1_000  # lifecycle operations remembered, the newest
 STORED_RESPONSES = 10_000  # Responses API responses kept in memory, newest kept
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 Ledger = dict[str, Counter[str]]  # month -> name -> micro-USD
@@ -43,6 +44,8 @@ class MemoryStore:
         self._view: BudgetView | None = None              # cached until the next change
         self._tenants = TenantRecords()
         self.limiter = LocalLimiter()
+        self._claims: dict[str, tuple[str, float]] = {}  # backend -> (token, expiry)
+        self._operations: dict[str, tuple[float, bytes]] = {}  # id -> (started, record)
         # Responses API responses: id -> (expiry on the monotonic clock, record)
         self._responses: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
@@ -180,6 +183,38 @@ class MemoryStore:
 
     async def delete_response(self, response_id: str) -> bool:
         return self._responses.pop(response_id, None) is not None
+
+    async def claim_backend(self, backend: str, token: str, ttl_ms: int) -> str | None:
+        held = self._claims.get(backend)
+        if held is not None and held[1] > time.monotonic() and held[0] != token:
+            return held[0]
+        self._claims[backend] = (token, time.monotonic() + ttl_ms / 1000)
+        return None
+
+    async def renew_claim(self, backend: str, token: str, ttl_ms: int) -> bool:
+        held = self._claims.get(backend)
+        if held is None or held[0] != token or held[1] <= time.monotonic():
+            return False
+        self._claims[backend] = (token, time.monotonic() + ttl_ms / 1000)
+        return True
+
+    async def release_claim(self, backend: str, token: str) -> None:
+        if self._claims.get(backend, ("",))[0] == token:
+            del self._claims[backend]
+
+    async def save_operation(self, operation_id: str, record: bytes, started: float) -> None:
+        self._operations[operation_id] = (started, record)
+        while len(self._operations) > KEPT_OPERATIONS:
+            oldest = min(self._operations, key=lambda k: self._operations[k][0])
+            del self._operations[oldest]
+
+    async def load_operation(self, operation_id: str) -> bytes | None:
+        found = self._operations.get(operation_id)
+        return None if found is None else found[1]
+
+    async def recent_operations(self, limit: int) -> list[bytes]:
+        newest = sorted(self._operations.values(), key=lambda kept: -kept[0])
+        return [record for _, record in newest[:limit]]
 
     def status(self) -> StoreStatus:
         return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)

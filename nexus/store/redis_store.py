@@ -43,6 +43,8 @@ from nexus.tenants.rates import RateCheck, RateSubject, RateVerdict
 
 log = logging.getLogger(__name__)
 COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
+OPERATION_SECONDS = 7 * 24 * 3600  # lifecycle operations' records are kept a week
+KEPT_OPERATIONS = 1_000            # and listed, the newest
 WRITE_BATCH = 128  # spend records per command; records queue while one is in flight
 EXPIRE_BATCH = 100  # expired reservations settled per leader round
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
@@ -67,6 +69,9 @@ class RedisStore:
         self._spend = self.client.register_script(lua_script("spend"))
         self._reserve = self.client.register_script(lua_script("reserve"))
         self._expire = self.client.register_script(lua_script("expire_reservations"))
+        # a backend's lifecycle claim is a lease like the leader's: the same scripts
+        self._release_claim = self.client.register_script(lua_script("lease_release"))
+        self._renew_claim = self.client.register_script(lua_script("lease_renew"))
         self.tenants = RedisTenants(self.client, self.keys, config.rate_allowances)
         # Spend counts as written once config.wait_replicas replicas have it.
         self.replicated = Replicated(self.client, config.wait_replicas, config.wait_timeout_ms)
@@ -323,6 +328,48 @@ class RedisStore:
     async def delete_response(self, response_id: str) -> bool:
         with store_errors():
             return bool(await self.client.delete(self.keys.response(response_id)))
+
+    async def claim_backend(self, backend: str, token: str, ttl_ms: int) -> str | None:
+        key = self.keys.lifecycle_claim(backend)
+        with store_errors():
+            if await self.client.set(key, token, nx=True, px=ttl_ms):
+                return None
+            holder = await self.client.get(key)
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        return None if holder == token else (holder or "?")
+
+    async def renew_claim(self, backend: str, token: str, ttl_ms: int) -> bool:
+        with store_errors():
+            return bool(await self._renew_claim(keys=[self.keys.lifecycle_claim(backend)],
+                                                args=[token, ttl_ms]))
+
+    async def release_claim(self, backend: str, token: str) -> None:
+        with store_errors():
+            await self._release_claim(keys=[self.keys.lifecycle_claim(backend)], args=[token])
+
+    async def save_operation(self, operation_id: str, record: bytes, started: float) -> None:
+        with store_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.lifecycle_operation(operation_id), record,
+                         ex=OPERATION_SECONDS)
+                pipe.zadd(self.keys.lifecycle_operations, {operation_id: started})
+                pipe.zremrangebyrank(self.keys.lifecycle_operations, 0, -KEPT_OPERATIONS - 1)
+                await pipe.execute()
+
+    async def load_operation(self, operation_id: str) -> bytes | None:
+        with store_errors():
+            found = await self.client.get(self.keys.lifecycle_operation(operation_id))
+        return found.encode() if isinstance(found, str) else found
+
+    async def recent_operations(self, limit: int) -> list[bytes]:
+        with store_errors():
+            ids = await self.client.zrevrange(self.keys.lifecycle_operations, 0, limit - 1)
+            if not ids:
+                return []
+            records = await self.client.mget(
+                [self.keys.lifecycle_operation(i.decode() if isinstance(i, bytes) else str(i))
+                 for i in ids])
+        return [r.encode() if isinstance(r, str) else r for r in records if r is not None]
 
     async def rate_check(self, check: RateCheck) -> RateVerdict:
         verdict = self.tenants.take(check)  # an allowance's slots are counted already

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -19,11 +20,12 @@ from typing import Any
 from aiohttp import web
 
 try:
-    from tests.support import mock_gemini
+    from tests.support import mock_gemini, mock_lifecycle
     from tests.support.mock_engine import MockEngine
     from tests.support.mock_responses import responses
 except ImportError:  # run as a script: tests/support/ is the script's own folder
     import mock_gemini  # type: ignore[no-redef]
+    import mock_lifecycle  # type: ignore[no-redef]
     from mock_engine import MockEngine  # type: ignore[no-redef]
     from mock_responses import responses  # type: ignore[no-redef]
 
@@ -78,6 +80,11 @@ class Behaviour:
     gemini_finish: str = "STOP"
     gemini_thoughts: str = ""
     gemini_thought_tokens: int = 0
+    # Model management (tests/support/mock_lifecycle.py): loads that fail, loads held
+    # until `release`, vLLM's runtime LoRA switch.
+    pull_fails: list[str] = field(default_factory=list)
+    hold_loads: bool = False
+    runtime_lora: bool = False
 
 
 @dataclass
@@ -103,6 +110,7 @@ class MockBackend:
         self.engine = MockEngine()
         self._runner: web.AppRunner | None = None
         self._failures = 0
+        self.router_states: dict[str, dict[str, Any]] = {}  # llama-server: model → status
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -123,6 +131,14 @@ class MockBackend:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/responses", self._responses)
+        for path, handler in (("/api/pull", mock_lifecycle.ollama_pull),
+                              ("/api/generate", mock_lifecycle.ollama_generate),
+                              ("/models/load", mock_lifecycle.router_load),
+                              ("/models/unload", mock_lifecycle.router_unload),
+                              ("/v1/load_lora_adapter", mock_lifecycle.lora),
+                              ("/v1/unload_lora_adapter", mock_lifecycle.lora)):
+            app.router.add_post(path, functools.partial(handler, self))
+        app.router.add_get("/models", functools.partial(mock_lifecycle.router_models, self))
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_get("/v1beta/models", self._gemini_models)
         app.router.add_post("/_mock/config", self._configure)
