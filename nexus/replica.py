@@ -97,11 +97,11 @@ class Gateway:
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker
             await self.store.start(self.supervisor)
-            self.placement.start_syncing(self.supervisor)
             try:
                 async with self._fleet_running(), self._health_loop(checker), \
                         self._engine_loop(EngineScraper(self.registry, session, self.recorder)), \
-                        self.supervisor.running("stall-watch", self._forwarder.watch.run_forever):
+                        self.supervisor.running("stall-watch", self._forwarder.watch.run_forever), \
+                        self.supervisor.running("lifecycle-sync", self.placement.sync_forever):
                     yield
             finally:
                 self.waiting.wake_all()

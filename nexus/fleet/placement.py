@@ -28,7 +28,6 @@ from nexus.backends.registry import Registry
 from nexus.backends.transition import Transition
 from nexus.config.schema import LifecycleConfig
 from nexus.core.errors import BadRequest, Conflict, NotFound, NotImplementedHere
-from nexus.core.tasks import Supervisor
 from nexus.store.base import Placements
 from nexus.store.errors import StoreError
 
@@ -254,9 +253,6 @@ class Placement:
             with contextlib.suppress(StoreError):
                 await self.sync()
             await asyncio.sleep(self.config.sync_interval_seconds)
-
-    def start_syncing(self, supervisor: Supervisor) -> None:
-        supervisor.start("lifecycle-sync", self.sync_forever)
 
     async def close(self) -> None:
         for task in list(self._running.values()):

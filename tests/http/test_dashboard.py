@@ -134,7 +134,7 @@ async def test_a_routed_request_appears_on_the_other_replicas_dashboard(
     await expect(row).to_contain_text("$0.03")  # 2.5 cents, to the cent
     await row.click()  # its stage-by-stage effect, as explain shows it
     stages = page.locator("#decision tbody tr")
-    await expect(stages).to_have_count(6)
+    await expect(stages).to_have_count(7)
     await expect(page.locator('#decision tr[data-stage="PrivacyReconciler"]')).to_be_visible()
     await expect(page.locator('#decision tr[data-stage="SchedulerReconciler"]')).to_contain_text(
         "→ paid")  # the one it chose
@@ -164,16 +164,17 @@ async def test_a_replica_that_stops_disappears_and_the_leader_change_shows(
         f"{leader[0]} → {follower[0]}")
 
 
-async def test_the_explain_form_shows_the_six_stages(fleet: Fleet, browser: Browser) -> None:
+async def test_the_explain_form_shows_the_seven_stages(fleet: Fleet, browser: Browser) -> None:
     page = await open_page(browser, fleet.a)
     await expect(page.locator("#board")).to_be_visible(timeout=WAIT_MS)
     await page.fill('#explain-form input[name="model"]', "llm")
     await page.select_option('#explain-form select[name="privacy"]', "restricted")
     await page.click("#explain-form button")
     rows = page.locator("#explain-result .stages tbody tr")
-    await expect(rows).to_have_count(6, timeout=WAIT_MS)
+    await expect(rows).to_have_count(7, timeout=WAIT_MS)
     names = await rows.locator("td:first-child").all_text_contents()
-    assert names == ["RequestAnalyzer", "PrivacyReconciler", "BudgetReconciler",
+    assert names == ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler",
+                     "BudgetReconciler",
                      "TierReconciler", "QualityReconciler", "SchedulerReconciler"]
     await expect(page.locator("#explain-outcome")).to_have_text("routed to local (llm)")
     await expect(page.locator("#explain-result .scores tbody tr")).to_have_count(1)
@@ -272,6 +273,6 @@ async def test_a_clicked_decision_opens_under_its_own_row_and_backend_errors_nam
     await row.click()
     detail = page.locator('#feed tr[data-request="r-1"] + tr.detail #decision')
     await expect(detail).to_be_visible(timeout=WAIT_MS)
-    await expect(detail.locator("tbody tr")).to_have_count(6)
+    await expect(detail.locator("tbody tr")).to_have_count(7)
     await expect(page.locator("#refusals")).to_contain_text("Upstream", timeout=WAIT_MS)
     await expect(page.locator("#refusals")).to_contain_text("lost: lost answered HTTP 404")

@@ -52,7 +52,8 @@ async def test_money_by_day_sums_to_the_month_and_the_feed_names_its_stages(
     assert (served["backend"], served["status"], served["cost_micro_usd"]) == ("paid", 200,
                                                                                25_000)
     assert [s["stage"] for s in served["stages"]] == [
-        "RequestAnalyzer", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
+        "RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler",
+        "TierReconciler",
         "QualityReconciler", "SchedulerReconciler"]
     assert served["stages"][-1]["chosen"] == "paid"
     assert (refused["status"], refused.get("backend")) == (404, None)  # never routed

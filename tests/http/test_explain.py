@@ -11,7 +11,7 @@ import pytest
 from nexus.cli.main import main
 from tests.support.helpers import GatewayFactory, MockFactory, backend, chat, make_config
 
-SIX = ["RequestAnalyzer", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
+SIX = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
        "QualityReconciler", "SchedulerReconciler"]
 
 

@@ -24,7 +24,7 @@ from nexus.routing.types import Queue, Reject, Route
 from nexus.tenants.model import KeyRecord, Tenant
 from tests.support.fleet_helpers import make_backend, make_registry
 
-SIX = ["RequestAnalyzer", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
+SIX = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
        "QualityReconciler", "SchedulerReconciler"]
 
 
@@ -58,7 +58,7 @@ def test_a_seventh_stage_plugs_in_without_touching_the_six() -> None:
     decision = router.decide(RoutingRequest(model="m"), trace)
     assert isinstance(decision, Route)
     assert decision.backend.name == "small"
-    assert [e.stage for e in trace.effects] == [*SIX[:5], "NoWeekendGpu", SIX[5]]
+    assert [e.stage for e in trace.effects] == [*SIX[:6], "NoWeekendGpu", SIX[6]]
     assert stage.seen == ["m"]
     alone = Router(msgspec.convert({}, Config).routing,
                    make_registry(make_backend("big", priority=100)), extra_stages=[stage])
