@@ -11,8 +11,8 @@ import pytest
 from nexus.cli.main import main
 from tests.support.helpers import GatewayFactory, MockFactory, backend, chat, make_config
 
-SIX = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
-       "QualityReconciler", "SchedulerReconciler"]
+STAGES = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler",
+          "TierReconciler", "QualityReconciler", "SchedulerReconciler"]
 
 
 async def explained_fleet(mock_backend: MockFactory, gateway: GatewayFactory) -> str:
@@ -29,7 +29,7 @@ async def test_explain_shows_each_stage_and_the_scores_without_calling_a_backend
                          headers={"X-Nexus-Privacy": "restricted"}) as response:
         assert response.status == 200
         data = await response.json()
-    assert [s["stage"] for s in data["stages"]] == SIX
+    assert [s["stage"] for s in data["stages"]] == STAGES
     privacy = data["stages"][1]
     assert (privacy["before"], privacy["after"]) == (["local", "outside"], ["local"])
     assert privacy["rejected"][0]["backend"] == "outside"

@@ -24,8 +24,8 @@ from nexus.routing.types import Queue, Reject, Route
 from nexus.tenants.model import KeyRecord, Tenant
 from tests.support.fleet_helpers import make_backend, make_registry
 
-SIX = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler", "TierReconciler",
-       "QualityReconciler", "SchedulerReconciler"]
+STAGES = ["RequestAnalyzer", "LifecycleReconciler", "PrivacyReconciler", "BudgetReconciler",
+          "TierReconciler", "QualityReconciler", "SchedulerReconciler"]
 
 
 class NoWeekendGpu:
@@ -47,7 +47,7 @@ def test_stages_run_in_the_documented_order() -> None:
     router = Router(msgspec.convert({}, Config).routing, make_registry(make_backend("a")))
     trace = Trace()
     router.decide(RoutingRequest(model="m"), trace)
-    assert [e.stage for e in trace.effects] == SIX
+    assert [e.stage for e in trace.effects] == STAGES
 
 
 def test_a_seventh_stage_plugs_in_without_touching_the_six() -> None:
@@ -58,7 +58,7 @@ def test_a_seventh_stage_plugs_in_without_touching_the_six() -> None:
     decision = router.decide(RoutingRequest(model="m"), trace)
     assert isinstance(decision, Route)
     assert decision.backend.name == "small"
-    assert [e.stage for e in trace.effects] == [*SIX[:6], "NoWeekendGpu", SIX[6]]
+    assert [e.stage for e in trace.effects] == [*STAGES[:6], "NoWeekendGpu", STAGES[6]]
     assert stage.seen == ["m"]
     alone = Router(msgspec.convert({}, Config).routing,
                    make_registry(make_backend("big", priority=100)), extra_stages=[stage])
