@@ -30,7 +30,7 @@ async def test_explain_shows_each_stage_and_the_scores_without_calling_a_backend
         assert response.status == 200
         data = await response.json()
     assert [s["stage"] for s in data["stages"]] == STAGES
-    privacy = data["stages"][1]
+    privacy = data["stages"][2]
     assert (privacy["before"], privacy["after"]) == (["local", "outside"], ["local"])
     assert privacy["rejected"][0]["backend"] == "outside"
     assert data["decision"]["type"] == "route"
