@@ -106,28 +106,24 @@ def _admit_admin(tenancy: Tenancy, request: web.Request) -> None:
 
 
 def _admit_placement(tenancy: Tenancy, request: web.Request) -> None:
-    """Open while no key exists (like the rest of the gateway); then the admin key only."""
     request[TENANT] = None
-    tenancy.refresh()
-    if tenancy.admin_key is None and not tenancy.required:
-        return
-    if tenancy.admin_key is None:
-        raise Forbidden("Model placement needs the admin key once client keys exist: set "
-                        "server.admin_key_env to the name of the variable holding it")
-    if not tenancy.is_admin(request.headers):
-        raise Unauthorized(_admin_hint(request, "Model placement"))
+    _admin_once_keys_exist(tenancy, request, "Model placement")
 
 
 def _admit_dashboard(tenancy: Tenancy, request: web.Request) -> None:
+    _admin_once_keys_exist(tenancy, request, "The dashboard")
+
+
+def _admin_once_keys_exist(tenancy: Tenancy, request: web.Request, what: str) -> None:
     """Open while no key exists, like the rest of the gateway; then the admin key only."""
     tenancy.refresh()
     if tenancy.admin_key is None and not tenancy.required:
         return
     if tenancy.admin_key is None:
-        raise Forbidden("The dashboard needs the admin key once client keys exist: set "
+        raise Forbidden(f"{what} needs the admin key once client keys exist: set "
                         "server.admin_key_env to the name of the variable holding it")
     if not tenancy.is_admin(request.headers):
-        raise Unauthorized(_admin_hint(request, "The dashboard"))
+        raise Unauthorized(_admin_hint(request, what))
 
 
 def _admin_hint(request: web.Request, what: str) -> str:
