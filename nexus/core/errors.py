@@ -118,6 +118,12 @@ class NoViableBackend(NexusError):
     status, type, code = 503, "service_unavailable", "no_viable_backend"
 
 
+class StoreUnreachable(NexusError):
+    """The shared store cannot answer a request that needs it (stored state)."""
+
+    status, type, code = 503, "service_unavailable", "store_unavailable"
+
+
 class BackendTimeout(NexusError):
     status, type, code = 504, "timeout_error", "backend_timeout"
 

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from nexus.core.errors import BadRequest, NexusError
+from nexus.core.errors import BadRequest, StoreUnreachable
 from nexus.http.body import read_body
 from nexus.http.context import GATEWAY, json_response
 from nexus.http.schemas import ModelName, decode_view
@@ -35,9 +35,6 @@ class MigrateRequest(msgspec.Struct, rename={"source": "from", "target": "to"}):
 _LOAD = msgspec.json.Decoder(LoadRequest)
 _MIGRATE = msgspec.json.Decoder(MigrateRequest)
 
-
-class StoreUnreachable(NexusError):
-    status, type, code = 503, "service_unavailable", "store_unavailable"
 
 
 def _accepted(operation: dict[str, object]) -> web.Response:

@@ -22,7 +22,7 @@ from msgspec import Meta
 
 from nexus.adapters.anthropic_params import Adjustments
 from nexus.adapters.responses_to_chat import to_chat_request
-from nexus.core.errors import BadRequest, NexusError, NotFound
+from nexus.core.errors import BadRequest, NotFound, StoreUnreachable
 from nexus.http import openai
 from nexus.http.affinity import responses_affinity
 from nexus.http.body import read_body
@@ -232,6 +232,3 @@ async def _owned(request: web.Request) -> StoredResponse:
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
     return stored
 
-
-class StoreUnreachable(NexusError):
-    status, type, code = 503, "service_unavailable", "store_unavailable"
