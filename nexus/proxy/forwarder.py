@@ -331,6 +331,7 @@ class Forwarder:
             self.tracing.used(usage, estimated)
         if call.dialect is not None:
             await call.dialect.completed()
+        self.ledger.count_request(route.model, int(time.time()) // 3600)  # pre-warm history
         if route.backend.free:
             return
         record = spend_record(call.spend_id, route, usage, estimated,

@@ -59,6 +59,10 @@ class SpendLedger(Protocol):
         """Count one request's cost and return once the shared store has it, or, while
         the store cannot be reached, once it waits in this replica's buffer."""
 
+    def count_request(self, model: str, hour: int) -> None:
+        """Count one served request of `model` in its hour (unix hours), for pre-warm
+        recommendations; returns at once (batched with the figures)."""
+
 
 class Reservations(Protocol):
     """Strict budgets: an estimate held before a paid request is sent."""
@@ -139,8 +143,27 @@ class Placements(Protocol):
         """The newest operations' records, newest first."""
 
 
+class Roster(Protocol):
+    """Backends added at run time, for every replica (the config file's are not here)."""
+
+    async def add_backend(self, name: str, record: bytes) -> bool:
+        """Keep a backend's record; False when one by that name is there already."""
+
+    async def delete_backend(self, name: str) -> bool: ...
+
+    async def runtime_backends(self) -> dict[str, bytes]:
+        """Every backend added at run time: name -> its record."""
+
+
+class DemandHistory(Protocol):
+    """Requests served per model per hour, fleet-wide (what `count_request` wrote)."""
+
+    async def demand(self, first_hour: int, last_hour: int) -> dict[int, dict[str, int]]:
+        """hour -> model -> requests, for the hours in [first_hour, last_hour]."""
+
+
 class Store(BudgetSource, SpendLedger, Reservations, RateLimits, TenantSource, ResponseStore,
-            Placements, Protocol):
+            Placements, Roster, DemandHistory, Protocol):
     """The whole store, as the replica that owns it sees it; each consumer takes only the
     part above that it uses."""
 

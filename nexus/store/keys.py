@@ -56,6 +56,21 @@ class Keys:
         return f"{self.tag}:lifecycle:ops"
 
     @property
+    def runtime_backends(self) -> str:
+        """Hash: backend name -> JSON of a backend added at run time (`nexus backends
+        add`); every replica, and a restarted one, serves it."""
+        return f"{self.tag}:backends"
+
+    def demand(self, hour: int) -> str:
+        """Hash, 31-day TTL: model -> requests served in that hour (unix hours)."""
+        return f"{self.tag}:demand:{hour}"
+
+    @property
+    def recommendations(self) -> str:
+        """Hash: the leader's pre-warm recommendations (`record`: JSON), fenced."""
+        return f"{self.tag}:fleet:recommendations"
+
+    @property
     def leader(self) -> str:
         return f"{self.tag}:leader"
 

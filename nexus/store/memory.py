@@ -25,6 +25,7 @@ from nexus.tenants.rates import LocalLimiter, RateCheck, RateSubject, RateVerdic
 
 KEPT_OPERATIONS = 1_000  # lifecycle operations remembered, the newest
 STORED_RESPONSES = 10_000  # Responses API responses kept in memory, newest kept
+DEMAND_HOURS = 31 * 24  # request counts per model per hour kept this long
 SEEN_IDS = 100_000  # request ids remembered for idempotency; retries come within seconds
 Ledger = dict[str, Counter[str]]  # month -> name -> micro-USD
 
@@ -48,6 +49,8 @@ class MemoryStore:
         self._operations: dict[str, tuple[float, bytes]] = {}  # id -> (started, record)
         # Responses API responses: id -> (expiry on the monotonic clock, record)
         self._responses: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._backends: dict[str, bytes] = {}  # added at run time: name -> record
+        self._demand: dict[int, Counter[str]] = {}  # unix hour -> model -> requests
 
     def budget_view(self) -> BudgetView:
         month = self._month()
@@ -215,6 +218,27 @@ class MemoryStore:
     async def recent_operations(self, limit: int) -> list[bytes]:
         newest = sorted(self._operations.values(), key=lambda kept: -kept[0])
         return [record for _, record in newest[:limit]]
+
+    async def add_backend(self, name: str, record: bytes) -> bool:
+        return self._backends.setdefault(name, record) is record
+
+    async def delete_backend(self, name: str) -> bool:
+        return self._backends.pop(name, None) is not None
+
+    async def runtime_backends(self) -> dict[str, bytes]:
+        return dict(self._backends)
+
+    def count_request(self, model: str, hour: int) -> None:
+        counts = self._demand.get(hour)
+        if counts is None:  # a new hour: forget the ones past the history kept
+            for old in [h for h in self._demand if h < hour - DEMAND_HOURS]:
+                del self._demand[old]
+            counts = self._demand[hour] = Counter()
+        counts[model] += 1
+
+    async def demand(self, first_hour: int, last_hour: int) -> dict[int, dict[str, int]]:
+        return {hour: dict(counts) for hour, counts in self._demand.items()
+                if first_hour <= hour <= last_hour}
 
     def status(self) -> StoreStatus:
         return StoreStatus(kind=self.name, connected=True, snapshot_age_seconds=0.0)

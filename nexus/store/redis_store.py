@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 COUNTED_MARKER_SECONDS = 7 * 24 * 3600  # longer than any outage we buffer through
 OPERATION_SECONDS = 7 * 24 * 3600  # lifecycle operations' records are kept a week
 KEPT_OPERATIONS = 1_000            # and listed, the newest
+DEMAND_SECONDS = 31 * 24 * 3600  # hourly request counts per model are kept 31 days
 WRITE_BATCH = 128  # spend records per command; records queue while one is in flight
 EXPIRE_BATCH = 100  # expired reservations settled per leader round
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)  # backoff between failed writes
@@ -85,6 +86,7 @@ class RedisStore:
         self._waiting: dict[str, asyncio.Future[None]] = {}  # commit_spend callers, by id
         self.circuit = Circuit()
         self._pending_total: dict[str, int] = {}     # month -> micro-USD in _pending
+        self._demand: dict[tuple[int, str], int] = {}  # (hour, model) -> not yet written
         self._view: BudgetView | None = None         # what budget_view() hands out now
         self._wake = asyncio.Event()
         self._supervisor: Supervisor | None = None
@@ -146,6 +148,53 @@ class RedisStore:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
+    def count_request(self, model: str, hour: int) -> None:
+        key = (hour, model)
+        self._demand[key] = self._demand.get(key, 0) + 1
+
+    async def _write_demand(self) -> None:
+        """Add the counted requests to their hours' hashes (with the snapshot's round
+        trip, never on a request's path); kept for the next round if Redis fails."""
+        counted, self._demand = self._demand, {}
+        if not counted:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (hour, model), requests in counted.items():
+                    pipe.hincrby(self.keys.demand(hour), model, requests)
+                for hour in {hour for hour, _ in counted}:
+                    pipe.expire(self.keys.demand(hour), DEMAND_SECONDS)
+                await pipe.execute()
+        except RedisError as exc:
+            for key, requests in counted.items():  # counted again next round, not lost
+                self._demand[key] = self._demand.get(key, 0) + requests
+            raise self._lost(exc) from exc
+
+    async def demand(self, first_hour: int, last_hour: int) -> dict[int, dict[str, int]]:
+        # never more than the hours kept: a careless range is not a million reads
+        hours = list(range(max(first_hour, last_hour - DEMAND_SECONDS // 3600),
+                           last_hour + 1))
+        with store_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for hour in hours:
+                    pipe.hgetall(self.keys.demand(hour))
+                found = await pipe.execute()
+        return {hour: {str(k): int(v) for k, v in counts.items()}
+                for hour, counts in zip(hours, found, strict=True) if counts}
+
+    async def add_backend(self, name: str, record: bytes) -> bool:
+        with store_errors():
+            return bool(await self.client.hsetnx(self.keys.runtime_backends, name, record))
+
+    async def delete_backend(self, name: str) -> bool:
+        with store_errors():
+            return bool(await self.client.hdel(self.keys.runtime_backends, name))
+
+    async def runtime_backends(self) -> dict[str, bytes]:
+        with store_errors():
+            found = await self.client.hgetall(self.keys.runtime_backends)
+        return {str(k): v.encode() if isinstance(v, str) else v for k, v in found.items()}
+
     @property
     def pending(self) -> int:
         """Costs recorded here but not yet confirmed by Redis."""
@@ -176,6 +225,7 @@ class RedisStore:
         with contextlib.suppress(TimeoutError, StoreError):
             async with asyncio.timeout(flush_seconds):
                 await self.flush()
+                await self._write_demand()
                 await self.tenants.give_back()
         self._release_waiters()
         if self._pending:
@@ -189,6 +239,7 @@ class RedisStore:
     async def sync(self) -> None:
         """Write what is pending and re-read the snapshot (tests, shutdown, CLI)."""
         await self.flush()
+        await self._write_demand()
         await self.refresh()
 
     # -- the two loops -------------------------------------------------------------------
@@ -459,6 +510,7 @@ class RedisStore:
             stop_if_cancelled()
             try:
                 await self.refresh()
+                await self._write_demand()
             except StoreError:
                 stop_if_cancelled()
                 continue
