@@ -25,7 +25,10 @@ from nexus.config.errors import ConfigError
 from nexus.config.schema import Config
 from nexus.core.tasks import LoopFactory, Supervisor
 from nexus.fleet.fleet import Fleet
+from nexus.fleet.mdns import MdnsDiscovery
 from nexus.fleet.placement import Placement
+from nexus.fleet.prewarm import Prewarm
+from nexus.fleet.roster import Roster
 from nexus.proxy.admission import Admission
 from nexus.proxy.billing import Holds
 from nexus.proxy.feed import Feed, stage_names
@@ -34,6 +37,7 @@ from nexus.proxy.waiting import WaitQueue
 from nexus.routing.router import Router
 from nexus.store import store_for
 from nexus.store.base import Store
+from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,17 @@ class Gateway:
         self.responses_support = ResponsesSupport(None)  # asks servers once running
         self.placement = Placement(self.store, self.registry, self.replica_id,
                                    config.lifecycle)
+        self.roster = Roster(self.store, self.registry, config, self.environ)
+        self.prewarm = Prewarm(self.store, self.registry, self.placement, config.fleet,
+                               self.replica_id)
+        if fleet is not None:  # the leader computes; every replica answers from Redis
+            self.prewarm.leading = lambda: fleet.leadership.leading
+            self.prewarm.publish = fleet.publish_recommendations
+            self.prewarm.read_published = fleet.read_recommendations
+        self.mdns = MdnsDiscovery(self.registry, config, self.environ) \
+            if config.discovery.enabled else None
+        if self.mdns is not None:
+            _zeroconf_or_config_error()
 
     @property
     def forwarder(self) -> Forwarder:
@@ -96,12 +111,18 @@ class Gateway:
             checker = HealthChecker(self.registry, session, self.config.health_check,
                                     self.recorder, on_checked=self.waiting.wake_all)
             self.checker = checker
+            self.roster.session, self.roster.checked = session, checker.check_one
             await self.store.start(self.supervisor)
+            with contextlib.suppress(StoreError):  # backends added at run time, before
+                await self.roster.sync()           # the first health check
             try:
                 async with self._fleet_running(), self._health_loop(checker), \
                         self._engine_loop(EngineScraper(self.registry, session, self.recorder)), \
                         self.supervisor.running("stall-watch", self._forwarder.watch.run_forever), \
-                        self.supervisor.running("lifecycle-sync", self.placement.sync_forever):
+                        self.supervisor.running("lifecycle-sync", self.placement.sync_forever), \
+                        self.supervisor.running("roster-sync", self.roster.sync_forever), \
+                        self.supervisor.running("prewarm", self.prewarm.run_forever), \
+                        self._mdns_running(checker):
                     yield
             finally:
                 self.waiting.wake_all()
@@ -128,6 +149,15 @@ class Gateway:
                               f"'nexus-gateway[otel]' ({exc})") from None
         forwarder.tracing, provider = start_tracing(config, self.environ)
         return provider
+
+    @contextlib.asynccontextmanager
+    async def _mdns_running(self, checker: HealthChecker) -> AsyncIterator[None]:
+        if self.mdns is None:
+            yield
+            return
+        self.mdns.checked = checker.check_one
+        async with self.supervisor.running("mdns-discovery", self.mdns.run_forever):
+            yield
 
     @contextlib.asynccontextmanager
     async def _fleet_running(self) -> AsyncIterator[None]:
@@ -170,6 +200,15 @@ class Gateway:
                                            fleet.publish_health)
         async with self.supervisor.running("health-checks", checks):
             yield
+
+
+def _zeroconf_or_config_error() -> None:
+    try:
+        import zeroconf  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("configuration", "discovery.enabled", "mDNS discovery is on, but "
+                          "zeroconf is not installed: pip install 'nexus-gateway[mdns]' "
+                          f"({exc})") from None
 
 
 def default_replica_id() -> str:

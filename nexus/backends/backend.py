@@ -22,8 +22,8 @@ class Backend:
     # one attribute load each, no property call, no walk through `config`.
     __slots__ = ("_api_key", "base_url", "config", "context_window", "free", "health",
                  "json_mode", "kind", "max_concurrent", "metrics", "models", "name",
-                 "openai_api", "prices", "priority", "restricted_zone", "shown_url", "state",
-                 "tier", "tools", "transitions", "vision")
+                 "openai_api", "origin", "prices", "priority", "restricted_zone", "shown_url",
+                 "state", "tier", "tools", "transitions", "vision")
 
     def __init__(self, config: BackendConfig, health: HealthCheckConfig,
                  environ: dict[str, str] | None = None) -> None:
@@ -52,6 +52,9 @@ class Backend:
         self.context_window = can.context_window
         # model → its load or unload under way (lifecycle operations, fleet-wide)
         self.transitions: dict[str, Transition] = {}
+        # Where it came from: "config" (the file; fixed while running), "api" (added at
+        # run time, kept in the store), "mdns" (found on the network)
+        self.origin = "config"
         if self.kind.cloud and not self._api_key:
             self.health.unreachable(f"environment variable {config.api_key_env} is not set")
 

@@ -51,9 +51,16 @@ class HealthChecker:
                     await after()
 
     async def check_all(self) -> None:
-        results = await asyncio.gather(*(self.discover(b) for b in self.registry))
-        for backend, result in zip(self.registry, results, strict=True):
+        backends = list(self.registry)  # as it is now: one may be added meanwhile
+        results = await asyncio.gather(*(self.discover(b) for b in backends))
+        for backend, result in zip(backends, results, strict=True):
             self.recorder.checked(backend, result)
+        self.registry.reindex()
+        self.on_checked()
+
+    async def check_one(self, backend: Backend) -> None:
+        """A backend just added: its models now, not at the next round."""
+        self.recorder.checked(backend, await self.discover(backend))
         self.registry.reindex()
         self.on_checked()
 

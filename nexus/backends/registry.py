@@ -28,6 +28,23 @@ class Registry:
     def get(self, name: str) -> Backend | None:
         return self._by_name.get(name)
 
+    def add(self, backend: Backend) -> None:
+        """A backend added at run time (the admin API, mDNS). The list is replaced, not
+        changed in place: a loop iterating the old one across an await stays whole."""
+        if backend.name in self._by_name:
+            raise ValueError(f"a backend named '{backend.name}' exists")
+        self._backends = [*self._backends, backend]
+        self._by_name = {**self._by_name, backend.name: backend}
+        self.reindex()
+
+    def remove(self, name: str) -> Backend | None:
+        backend = self._by_name.get(name)
+        if backend is not None:
+            self._backends = [b for b in self._backends if b is not backend]
+            self._by_name = {b.name: b for b in self._backends}
+            self.reindex()
+        return backend
+
     def reindex(self) -> None:
         """Rebuild the model index; called when discovery changes a backend's models."""
         index: dict[str, list[Backend]] = {}

@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
             from nexus.cli.models import add_actions
 
             add_actions(inspect)
+        else:
+            from nexus.cli.backends import add_actions as add_fleet_actions
+
+            add_fleet_actions(inspect)
 
     budget = _gateway_arguments(sub.add_parser(
         "budget", help="the month's spend and budget status: the fleet's from Redis, or, "

@@ -37,8 +37,10 @@ def add_actions(parser: argparse.ArgumentParser) -> None:
     migrate.add_argument("--to", dest="target", required=True)
     ops = _common(actions.add_parser("ops", help="recent operations, or one (--id)"))
     ops.add_argument("--id", help="one operation: follow it until it ends")
+    advice = _common(actions.add_parser("recommendations", help="the fleet's pre-warm "
+                                                                "recommendations"))
     for action, command in ((load, "load"), (unload, "unload"), (migrate, "migrate"),
-                            (ops, "ops")):
+                            (ops, "ops"), (advice, "recommendations")):
         action.set_defaults(command=run, action=command)
 
 
@@ -56,6 +58,10 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     try:
         base = gateway_url(args.config, args.url)
+        if args.action == "recommendations":
+            found = call(f"{base}/v1/fleet/recommendations", args.admin_key_env)
+            print(json.dumps(found, indent=2) if args.json else _advice(found))
+            return 0
         if args.action == "ops" and not args.id:
             listed = call(f"{base}/v1/models/operations", args.admin_key_env)["data"]
             print(json.dumps(listed, indent=2) if args.json else _table(listed))
@@ -130,3 +136,12 @@ def _table(operations: list[dict[str, Any]]) -> str:
              o.get("error") or ""] for o in operations]
     return table(["ID", "KIND", "MODEL", "BACKEND", "STATE", "PROGRESS", "STARTED", "ERROR"],
                  rows)
+
+
+def _advice(found: dict[str, Any]) -> str:
+    rows = [[r["model"], ", ".join(r["backends"]), f"{r['confidence']:.0%}", r["signal"],
+             time.strftime("%H:%M", time.localtime(r["expires_at"])), r["reasoning"]]
+            for r in found["recommendations"]]
+    if not rows:
+        return f"no recommendations now (mode: {found['mode']})"
+    return table(["MODEL", "LOAD ON", "CONFIDENCE", "SIGNAL", "UNTIL", "WHY"], rows)

@@ -88,6 +88,14 @@ class RedisConfig(Section):
 class FleetConfig(Section):
     replica_id: str = ""
     lease_ttl_ms: Annotated[int, Meta(ge=1000)] = 10_000
+    # Pre-warm recommendations from the request history (docs/lifecycle.md): "advice"
+    # only shows them; "auto" lets the leader load what they name, within the headroom.
+    prewarm: Literal["advice", "auto"] = "advice"
+    prewarm_interval_seconds: PositiveFloat = 300.0
+    # "auto" loads only on a backend whose KV cache (the engine's own reading) leaves
+    # this share free, and at most this many loads per round.
+    prewarm_headroom_percent: Percent = 20.0
+    prewarm_max_loads: PositiveInt = 1
 
 
 class HealthCheckConfig(Section):
@@ -254,6 +262,17 @@ class LifecycleConfig(Section):
     sync_interval_seconds: PositiveFloat = 1.0  # how often a replica reads others' ops
 
 
+class DiscoveryConfig(Section):
+    """Servers found on the network by mDNS/DNS-SD (docs/lifecycle.md)."""
+
+    enabled: bool = False
+    service_types: list[Name] = msgspec.field(
+        default_factory=lambda: ["_ollama._tcp.local.", "_llm._tcp.local."])
+    # A service that vanished is unroutable at once, and forgotten after this long.
+    grace_seconds: NonNegativeFloat = 60.0
+    interfaces: list[Name] = msgspec.field(default_factory=list)  # empty: all
+
+
 class ResponsesConfig(Section):
     """Stored Responses API responses (`store: true`, for `previous_response_id`)."""
 
@@ -266,6 +285,7 @@ class Config(Section):
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     lifecycle: LifecycleConfig = msgspec.field(default_factory=LifecycleConfig)
+    discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
     redis: RedisConfig | None = None
     fleet: FleetConfig = msgspec.field(default_factory=FleetConfig)
     health_check: HealthCheckConfig = msgspec.field(default_factory=HealthCheckConfig)

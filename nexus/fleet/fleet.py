@@ -33,6 +33,7 @@ from nexus.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 METRICS_TTL_PERIODS = 5  # a replica silent this many periods drops out of the merge
+RECOMMENDATIONS_SECONDS = 2 * 3600  # the leader's last recommendations outlive it a while
 FORGET_REPLICA_SECONDS = 24 * 3600  # how long a gone replica's name stays in the registry
 
 
@@ -119,6 +120,18 @@ class Fleet:
     def runs_health_checks(self) -> bool:
         """The leader checks for everyone; without Redis each replica checks for itself."""
         return self.leadership.leading or not self.store.connected
+
+    async def publish_recommendations(self, record: bytes) -> None:
+        """The leader's pre-warm recommendations, for every replica to answer with."""
+        with store_errors():
+            await self.leadership.fenced_hset(
+                self.keys.recommendations,
+                {"record": record.decode(), "by": self.replica_id}, RECOMMENDATIONS_SECONDS)
+
+    async def read_recommendations(self) -> bytes | None:
+        with store_errors():
+            found = await self.client.hget(self.keys.recommendations, "record")
+        return found.encode() if isinstance(found, str) else found
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from nexus.config.schema import Config
-from nexus.http import info, messages, openai, placement, responses
+from nexus.http import info, messages, openai, placement, responses, roster
 from nexus.http.admin import ADMIN_ROUTES
 from nexus.http.auth import Tenancy
 from nexus.http.connections import Edge
@@ -54,6 +54,10 @@ ROUTES: list[tuple[str, str, EndpointHandler]] = [
     ("GET", "/v1/models/operations/{operation_id}", placement.operation),
     ("DELETE", "/v1/models/{model:.+}", placement.unload),
     ("GET", "/v1/models/{model:.+}", openai.retrieve_model),
+    ("GET", "/v1/backends", roster.listed),
+    ("POST", "/v1/backends", roster.add),
+    ("DELETE", "/v1/backends/{name}", roster.remove),
+    ("GET", "/v1/fleet/recommendations", roster.recommendations),
     ("GET", "/v1/stats", info.stats),
     ("GET", "/v1/budget", info.budget),
     ("GET", "/health", info.health),

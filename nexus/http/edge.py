@@ -37,7 +37,9 @@ AS_ADMIN = web.RequestKey[bool]("as_admin")  # a read endpoint asked with the ad
 ADMIN_READS = frozenset({"/v1/stats", "/v1/budget", "/v1/models", "/v1/routing/explain"})
 ADMIN_READ_PREFIXES = ("/v1/models/",)  # one model: as the list
 # Model placement (load, unload, migrate, operations): the admin key's once keys exist.
-PLACEMENT = ("/v1/models/load", "/v1/models/migrate", "/v1/models/operations")
+# So are the backends added at run time and the fleet's pre-warm recommendations.
+PLACEMENT = ("/v1/models/load", "/v1/models/migrate", "/v1/models/operations",
+             "/v1/backends", "/v1/fleet/")
 
 
 ErrorRenderer = Callable[[NexusError, str], web.Response]  # (error, request id) → answer

@@ -46,7 +46,7 @@ def _accepted(operation: dict[str, object]) -> web.Response:
 async def load(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     view: LoadRequest = decode_view(_LOAD, await read_body(request, gateway.config.server))
-    with _store_answers():
+    with store_answers():
         return _accepted(await gateway.placement.start("load", view.model, [view.backend],
                                                        view.path))
 
@@ -56,7 +56,7 @@ async def unload(request: web.Request, rid: str) -> web.Response:
     backend = request.query.get("backend")
     if not backend:
         raise BadRequest("say which backend: ?backend=NAME", param="backend")
-    with _store_answers():
+    with store_answers():
         return _accepted(await gateway.placement.start(
             "unload", request.match_info["model"], [backend]))
 
@@ -65,27 +65,26 @@ async def migrate(request: web.Request, rid: str) -> web.Response:
     gateway = request.app[GATEWAY]
     view: MigrateRequest = decode_view(_MIGRATE, await read_body(request,
                                                                  gateway.config.server))
-    with _store_answers():
+    with store_answers():
         return _accepted(await gateway.placement.start("migrate", view.model,
                                                        [view.source, view.target]))
 
 
 async def operation(request: web.Request, rid: str) -> web.Response:
-    with _store_answers():
+    with store_answers():
         return json_response(await request.app[GATEWAY].placement.get(
             request.match_info["operation_id"]))
 
 
 async def operations(request: web.Request, rid: str) -> web.Response:
-    with _store_answers():
+    with store_answers():
         return json_response({"data": await request.app[GATEWAY].placement.recent()})
 
 
 @contextlib.contextmanager
-def _store_answers() -> Iterator[None]:
+def store_answers(what: str = "Operations cannot be read or started") -> Iterator[None]:
     """A store that cannot answer is a 503 saying so, never a 500."""
     try:
         yield
     except StoreError as exc:
-        raise StoreUnreachable(f"Operations cannot be read or started now: the store is "
-                               f"unreachable ({exc})") from None
+        raise StoreUnreachable(f"{what} now: the store is unreachable ({exc})") from None
