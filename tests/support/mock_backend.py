@@ -29,6 +29,11 @@ except ImportError:  # run as a script: tests/support/ is the script's own folde
     from mock_engine import MockEngine  # type: ignore[no-redef]
     from mock_responses import responses  # type: ignore[no-redef]
 
+# Servers with no /api/tags (the plain "openai" flavor answers it, so tests may point
+# an Ollama-typed backend at it)
+NOT_OLLAMA = frozenset({"vllm", "sglang", "llama-server", "llama-server-props", "lmstudio",
+                        "llama-router"})
+
 
 @dataclass
 class Behaviour:
@@ -238,7 +243,8 @@ class MockBackend:
         gated = self._discovery_gate()
         if gated is not None:
             return gated
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": self.name,
+        owner = "vllm" if self.behaviour.flavor == "vllm" else self.name  # vLLM's habit
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": owner,
                  **self._window_fields()} for m in self.behaviour.models]
         return web.json_response({"object": "list", "data": data})
 
@@ -298,6 +304,8 @@ class MockBackend:
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         self.received.append(Received(request.path, {}, dict(request.headers)))
+        if self.behaviour.flavor in NOT_OLLAMA:  # only Ollama has /api/tags
+            raise web.HTTPNotFound()
         gated = self._discovery_gate()
         if gated is not None:
             return gated
