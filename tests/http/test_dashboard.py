@@ -276,3 +276,33 @@ async def test_a_clicked_decision_opens_under_its_own_row_and_backend_errors_nam
     await expect(detail.locator("tbody tr")).to_have_count(7)
     await expect(page.locator("#refusals")).to_contain_text("Upstream", timeout=WAIT_MS)
     await expect(page.locator("#refusals")).to_contain_text("lost: lost answered HTTP 404")
+
+
+async def test_model_operations_and_pre_warm_advice_show_on_the_page(
+        mock_backend: MockFactory, gateway: GatewayFactory, browser: Browser,
+        http: aiohttp.ClientSession) -> None:
+    from tests.fleet.test_prewarm import fixed_clock, rising, seed
+
+    ollama = await mock_backend("gpu", flavor="ollama", models=["other"])
+    lan = await mock_backend("lan", flavor="ollama", models=["other"])
+    gw = await gateway(make_config([backend(ollama, type="ollama")]))
+    async with http.post(gw.url + "/v1/models/load",
+                         json={"model": "qwen3:8b", "backend": "gpu"}) as r:
+        assert r.status == 202
+        operation = (await r.json())["id"]
+    async with http.post(gw.url + "/v1/backends", json={"url": lan.url, "name": "lan"}) as r:
+        assert r.status == 201
+    fixed_clock(gw)
+    seed(gw.gateway.store, "llama3:70b", rising())
+    await gw.gateway.prewarm.run_once()
+    page = await open_page(browser, gw)
+    row = page.locator(f'#operations tr[data-operation="{operation}"]')
+    await expect(row).to_contain_text("qwen3:8b", timeout=WAIT_MS)
+    await expect(row).to_contain_text("100 %", timeout=WAIT_MS)
+    await expect(row.locator("td.good")).to_have_text("done")
+    advice = page.locator('#recommendations tr[data-model="llama3:70b"]')
+    await expect(advice).to_contain_text("95 %", timeout=WAIT_MS)
+    await expect(advice).to_contain_text("requests/hour over the last 3 hours")
+    await expect(page.locator("#placement-note")).to_contain_text("advice only")
+    await expect(page.locator('#backends tr[data-backend="lan"]')).to_contain_text(
+        "lan (added)")

@@ -12,7 +12,13 @@ from nexus.config.schema import KeyConfig
 from nexus.core.errors import ModelNotFound, RateLimitExceeded
 from nexus.proxy.call import Call
 from nexus.proxy.feed import RECENT, Feed
-from tests.support.helpers import GatewayFactory, MockFactory, backend, make_config
+from tests.support.helpers import (
+    GatewayFactory,
+    MockFactory,
+    backend,
+    eventually,
+    make_config,
+)
 
 PRICE = {"input": 10.0, "output": 30.0}
 
@@ -133,3 +139,29 @@ def test_the_feed_keeps_the_latest_decisions_and_an_hour_of_refusals() -> None:
     feed.refused(ModelNotFound("no model y"))
     assert feed.refusals() == [{"stage": "RequestAnalyzer", "reason": "no model y",
                                 "count": 1}]
+
+
+async def test_operations_and_recommendations_are_the_fleets_and_say_when_redis_is_away(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        own_redis: Any, redis_prefix: str) -> None:
+    ollama = await mock_backend("gpu", flavor="ollama", models=["other"])
+    config = make_config([backend(ollama, type="ollama")],
+                         redis={"url": own_redis.url, "prefix": redis_prefix})
+    one, two = await gateway(config), await gateway(config)
+    async with http.post(one.url + "/v1/models/load",
+                         json={"model": "qwen3:8b", "backend": "gpu"}) as r:
+        operation = (await r.json())["id"]
+    _, shown = await state(http, two.url)  # started on one, shown on two
+    assert [o["id"] for o in shown["placement"]["operations"]] == [operation]
+    assert shown["placement"]["available"] is True
+    assert shown["placement"]["mode"] == "advice"
+    own_redis.kill()
+
+    async def read() -> tuple[int, Any]:
+        return await state(http, two.url)
+
+    # the page still loads (the state is rebuilt each second); this part says it cannot
+    status, shown = await eventually(read, lambda s: not s[1]["placement"]["available"],
+                                     within=30)
+    assert status == 200
+    assert shown["placement"]["operations"] == []

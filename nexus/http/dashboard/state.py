@@ -27,6 +27,7 @@ from nexus.store.errors import StoreError
 
 Json = dict[str, Any]
 FRESH_SECONDS = 1.0  # a state younger than this is handed out again
+SHOWN_OPERATIONS = 10  # the newest model operations on the page (the CLI lists more)
 
 
 def replica_card(gateway: Gateway) -> Json:
@@ -52,7 +53,8 @@ def backend_view(backend: Backend) -> Json:
     successes, errors = backend.metrics.window()
     total = successes + errors
     return {
-        "name": backend.name, "type": backend.config.type, "zone": backend.config.zone,
+        "name": backend.name, "type": backend.config.type, "origin": backend.origin,
+        "zone": backend.config.zone,
         "tier": backend.tier, "state": health.state.value, "reason": health.reason,
         "changed_at": health.changed_at, "loading_eta": health.eta,
         "models": [{"name": m, "context_window": None if (w := backend.window(m)) is None
@@ -103,6 +105,18 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+async def placement_view(gateway: Gateway) -> Json:
+    """Model operations (newest first) and the leader's pre-warm recommendations: both
+    from the store, so every replica's page shows the fleet's."""
+    try:
+        operations = (await gateway.placement.recent())[:SHOWN_OPERATIONS]
+        advice = await gateway.prewarm.current()
+    except StoreError:  # Redis away: said so on the page, not guessed
+        return {"available": False, "operations": [], "recommendations": [],
+                "mode": gateway.config.fleet.prewarm, "computed_at": None}
+    return {"available": True, "operations": operations, **advice}
+
+
 class DashboardState:
     """The page's data, shared by every open dashboard of this replica."""
 
@@ -139,6 +153,7 @@ class DashboardState:
                           "epoch": leader["epoch"] if leader else None},
                 "backends": [backend_view(b) for b in gateway.registry],
                 "money": money_view(spend, gateway, now),
+                "placement": await placement_view(gateway),
                 "decisions": decisions, "refusals": refusals}
 
     async def _other_cards(self) -> list[Json]:

@@ -5,6 +5,7 @@
 const KEY_STORE = "nexus.http.dashboard.key";
 const SYMBOLS = { healthy: "● healthy", unhealthy: "✖ unhealthy", loading: "◐ loading",
                   unknown: "? unknown" };
+const ORIGINS = { api: "added", mdns: "mDNS" };  // a configured backend says nothing
 const $ = (selector) => document.querySelector(selector);
 let picked = null;        // the request id whose stages are shown
 let lastState = null;
@@ -89,7 +90,7 @@ function renderFleet(state) {
 function renderBackends(state) {
   fill($("#backends tbody"), state.backends, (tr, b) => {
     tr.dataset.backend = b.name;
-    cell(tr, b.name);
+    cell(tr, ORIGINS[b.origin] ? `${b.name} (${ORIGINS[b.origin]})` : b.name);
     cell(tr, SYMBOLS[b.state] ?? b.state, { class: "state", "data-state": b.state });
     cell(tr, `${ago(b.changed_at, state.now)}: ${b.reason}`, { class: "wrap" });
     cell(tr, b.zone);
@@ -228,6 +229,36 @@ function showDecision(d) {
   stageRows(box.querySelector("tbody"), stages);
 }
 
+function renderPlacement(state) {
+  const p = state.placement;
+  const advice = p.mode === "auto" ? "the leader loads what it recommends" : "advice only";
+  $("#placement-note").textContent = !p.available
+    ? "the store cannot be reached: operations and recommendations are not shown"
+    : `pre-warm: ${advice}; computed ${ago(p.computed_at, state.now)}${p.by ? ` by ${p.by}` : ""}`;
+  const ops = p.operations.length ? p.operations : [{ id: "—", kind: "no operations yet" }];
+  fill($("#operations tbody"), ops, (tr, o) => {
+    tr.dataset.operation = o.id;
+    cell(tr, o.id);
+    cell(tr, o.kind);
+    cell(tr, o.model ?? "");
+    cell(tr, o.from ? `${o.from} → ${o.to}` : (o.backend ?? ""));
+    cell(tr, o.state ?? "", { class: o.state === "failed" ? "bad" : (o.state === "done" ? "good" : "") });
+    cell(tr, o.progress == null ? "—" : `${Math.round(o.progress * 100)} %`);
+    cell(tr, o.started_at ? ago(o.started_at, state.now) : "");
+    cell(tr, o.error ?? "", { class: "wrap" });
+  });
+  const recs = p.recommendations.length ? p.recommendations
+    : [{ model: "—", backends: [], reasoning: "nothing to warm now" }];
+  fill($("#recommendations tbody"), recs, (tr, r) => {
+    tr.dataset.model = r.model;
+    cell(tr, r.model);
+    cell(tr, r.backends.join(", ") || "—");
+    cell(tr, r.confidence == null ? "" : `${Math.round(r.confidence * 100)} %`);
+    cell(tr, r.signal ?? "");
+    cell(tr, r.reasoning, { class: "wrap" });
+  });
+}
+
 function renderRefusals(state) {
   const rows = state.refusals.length ? state.refusals : [{ stage: "—", reason: "nothing refused", count: 0 }];
   fill($("#refusals tbody"), rows, (tr, r) => {
@@ -244,6 +275,7 @@ function render(state) {
   renderFleet(state);
   renderBackends(state);
   renderMoney(state);
+  renderPlacement(state);
   renderFeed(state);
   renderRefusals(state);
   $("#updated").textContent = `updated ${clock(state.now)}`;
