@@ -3,9 +3,13 @@
 - Ollama: `POST /api/pull` (streamed progress) puts the model on disk, then a
   `POST /api/generate` with `keep_alive` and no prompt loads it; `keep_alive: 0`
   unloads it.
-- llama-server in router mode: `POST /models/load` and `/models/unload`, then `GET
-  /models` until the model's status is `loaded` (or `unloaded`); a status that says
-  `failed` ends the operation with its exit code.
+- llama-server in router mode: `POST /models/load` and `/models/unload`. A load is
+  followed on `GET /models/sse` (subscribed before the load is asked for, so no event
+  is missed): `download_progress` and `model_status` events carry the progress, and
+  `unloaded` during a load is a failure, with its exit code. A build without the
+  event stream, or one that goes quiet, is polled at `GET /models` until the
+  model's status is `loaded` (or `unloaded`); a status that says `failed` ends the
+  operation with its exit code.
 - vLLM: LoRA adapters, `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter`,
   where the server allows runtime loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING).
 
@@ -16,9 +20,10 @@ raises LifecycleError with the server's own words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import aiohttp
@@ -63,7 +68,11 @@ class ModelOps:
             await self._post(backend, "/api/generate", {"model": model,
                                                         "keep_alive": KEEP_ALIVE})
         elif kind == "llamacpp":
-            await self._post(backend, "/models/load", {"model": model})
+            async with self._llama_events(backend) as events:
+                await self._post(backend, "/models/load", {"model": model})
+                if events is not None and await self._llama_follow(backend, model, events,
+                                                                   progress):
+                    return
             await self._llama_until(backend, model, "loaded", progress)
         elif kind == "vllm":
             await self._post(backend, "/v1/load_lora_adapter",
@@ -117,17 +126,49 @@ class ModelOps:
                 if isinstance(total, int) and total > 0 and isinstance(done, int):
                     progress(min(1.0, done / total))
 
+    @contextlib.asynccontextmanager
+    async def _llama_events(self, backend: Backend) -> AsyncIterator[
+            aiohttp.StreamReader | None]:
+        """llama-server's /models/sse stream, or None where the build has none."""
+        try:
+            response = await self.session.get(backend.base_url + "/models/sse",
+                                              headers=request_headers(backend),
+                                              timeout=self.timeout)
+        except (aiohttp.ClientError, TimeoutError):
+            yield None
+            return
+        with contextlib.closing(response):
+            yield response.content if response.status == 200 else None
+
+    async def _llama_follow(self, backend: Backend, model: str,
+                            events: aiohttp.StreamReader, progress: Progress) -> bool:
+        """Follow a load on the event stream: True once loaded, False when the stream
+        ends or goes quiet (the caller polls /models instead)."""
+        status = await self._llama_status(backend, model)
+        if status.get("value") in ("loaded", "sleeping"):
+            return True  # loaded before the events could say so
+        try:
+            async for line in events:
+                event = _sse_event(line, model)
+                if event is not None and _llama_event(backend, model, event, progress):
+                    return True
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        return False
+
+    async def _llama_status(self, backend: Backend, model: str) -> dict[str, Any]:
+        async with self.session.get(backend.base_url + "/models",
+                                    headers=request_headers(backend),
+                                    timeout=self.timeout) as response:
+            if response.status == 404:
+                raise LifecycleError(f"{backend.name} has no /models: llama-server is "
+                                     "not in router mode")
+            return _llama_status(await response.json(content_type=None), model)
+
     async def _llama_until(self, backend: Backend, model: str, wanted: str,
                            progress: Progress) -> None:
         while True:
-            async with self.session.get(backend.base_url + "/models",
-                                        headers=request_headers(backend),
-                                        timeout=self.timeout) as response:
-                if response.status == 404:
-                    raise LifecycleError(f"{backend.name} has no /models: llama-server is "
-                                         "not in router mode")
-                listing = await response.json(content_type=None)
-            status = _llama_status(listing, model)
+            status = await self._llama_status(backend, model)
             if status.get("failed"):
                 raise LifecycleError(f"{backend.name} failed to load {model} (exit code "
                                      f"{status.get('exit_code', '?')})")
@@ -140,6 +181,57 @@ class ModelOps:
                 progress(status.get("progress") if isinstance(status.get("progress"), float)
                          else None)
             await asyncio.sleep(POLL_SECONDS)
+
+
+def _sse_event(line: bytes, model: str) -> dict[str, Any] | None:
+    """One `data:` line of /models/sse, when it concerns `model`."""
+    if not line.startswith(b"data:"):
+        return None
+    try:
+        event = json.loads(line[5:])
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("model") != model:
+        return None
+    return event
+
+
+def _llama_event(backend: Backend, model: str, event: dict[str, Any],
+                 progress: Progress) -> bool:
+    """Apply one event of a load: True once loaded; a load that ends unloaded fails."""
+    raw = event.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if event.get("event") == "download_progress":
+        files = [f for f in data.values() if isinstance(f, dict)]
+        total = sum(f.get("total") or 0 for f in files)
+        if total > 0:
+            progress(min(1.0, sum(f.get("done") or 0 for f in files) / total))
+        return False
+    if event.get("event") == "model_remove":
+        raise LifecycleError(f"{backend.name} removed {model} while it loaded")
+    if event.get("event") != "model_status":
+        return False
+    status = data.get("status")
+    if status in ("loaded", "sleeping"):
+        return True
+    if status == "unloaded":
+        raise LifecycleError(f"{backend.name} failed to load {model} (exit code "
+                             f"{data.get('exit_code', '?')})")
+    if status == "loading":
+        progress(_stage_progress(data.get("progress")))
+    return False
+
+
+def _stage_progress(reported: Any) -> float | None:
+    """llama-server's {stages, current, value} as the share of the whole load."""
+    if not isinstance(reported, dict):
+        return None
+    stages, current, value = reported.get("stages"), reported.get("current"), \
+        reported.get("value")
+    if not isinstance(stages, list) or current not in stages or \
+            not isinstance(value, int | float):
+        return None
+    return min(1.0, (stages.index(current) + max(0.0, min(1.0, float(value)))) / len(stages))
 
 
 def _llama_status(listing: Any, model: str) -> dict[str, Any]:

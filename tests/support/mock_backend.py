@@ -90,6 +90,8 @@ class Behaviour:
     pull_fails: list[str] = field(default_factory=list)
     hold_loads: bool = False
     runtime_lora: bool = False
+    router_sse: bool = True   # llama-server's /models/sse (older builds lack it)
+    sleeping: list[str] = field(default_factory=list)  # llama-server: present, asleep
 
 
 @dataclass
@@ -116,6 +118,8 @@ class MockBackend:
         self._runner: web.AppRunner | None = None
         self._failures = 0
         self.router_states: dict[str, dict[str, Any]] = {}  # llama-server: model → status
+        self.router_listeners: set[asyncio.Queue[bytes]] = set()  # /models/sse clients
+        self.tasks: set[asyncio.Task[None]] = set()  # loads finishing in the background
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -144,6 +148,7 @@ class MockBackend:
                               ("/v1/unload_lora_adapter", mock_lifecycle.lora)):
             app.router.add_post(path, functools.partial(handler, self))
         app.router.add_get("/models", functools.partial(mock_lifecycle.router_models, self))
+        app.router.add_get("/models/sse", functools.partial(mock_lifecycle.router_sse, self))
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_get("/v1beta/models", self._gemini_models)
         app.router.add_post("/_mock/config", self._configure)

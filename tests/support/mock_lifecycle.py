@@ -6,7 +6,11 @@
   loads a model (it shows in /api/ps), `keep_alive: 0` unloads it.
 - llama-server in router mode (flavor "llama-router"): `GET /models` lists each model
   with `status.value` unloaded/loading/loaded/sleeping (a failed load: `unloaded` with
-  `failed: true` and an `exit_code`); `POST /models/load` and `/models/unload`.
+  `failed: true` and an `exit_code`); `POST /models/load` and `/models/unload`; `GET
+  /models/sse` pushes `model_status` events (loading with {stages, current, value}
+  progress, loaded, or unloaded with the exit code of a load that failed), unless
+  `router_sse` is off (a build without it: 404). `sleeping` lists the models that
+  are present but asleep (their status says so; they are not in memory).
 - vLLM: `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`, refused (400) unless
   `runtime_lora` (VLLM_ALLOW_RUNTIME_LORA_UPDATING).
 
@@ -83,8 +87,34 @@ async def ollama_generate(mock: MockBackend, request: web.Request) -> web.Stream
 
 
 def router_status(mock: MockBackend, model: str) -> dict[str, Any]:
+    if model in mock.behaviour.sleeping:
+        return {"value": "sleeping", "args": ["llama-server", "-m", model]}
     return mock.router_states.get(model) or {
         "value": "loaded" if model in loaded_models(mock) else "unloaded"}
+
+
+def _emit(mock: MockBackend, model: str, event: str, data: dict[str, Any]) -> None:
+    payload = b"data: " + json.dumps({"model": model, "event": event,
+                                      "data": data}).encode() + b"\n\n"
+    for listener in mock.router_listeners:
+        listener.put_nowait(payload)
+
+
+async def router_sse(mock: MockBackend, request: web.Request) -> web.StreamResponse:
+    if mock.behaviour.flavor != "llama-router" or not mock.behaviour.router_sse:
+        raise web.HTTPNotFound()
+    await mock._record(request)
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    mock.router_listeners.add(queue)
+    try:
+        while True:
+            await out.write(await queue.get())
+    except (ConnectionResetError, asyncio.CancelledError):
+        return out
+    finally:
+        mock.router_listeners.discard(queue)
 
 
 async def router_models(mock: MockBackend, request: web.Request) -> web.StreamResponse:
@@ -103,20 +133,28 @@ async def router_load(mock: MockBackend, request: web.Request) -> web.StreamResp
         return web.json_response({"error": {"code": 404, "message": "model not found",
                                             "type": "not_found_error"}}, status=404)
     mock.router_states[model] = {"value": "loading", "args": ["llama-server", "-m", model]}
-    asyncio.get_running_loop().create_task(_finish_load(mock, model))
+    _emit(mock, model, "model_status", {"status": "loading"})
+    mock.tasks.add(asyncio.get_running_loop().create_task(_finish_load(mock, model)))
     return web.json_response({"success": True})
 
 
+STAGES = ["text_model", "mmproj_model"]
+
+
 async def _finish_load(mock: MockBackend, model: str) -> None:
+    _emit(mock, model, "model_status", {"status": "loading", "progress": {
+        "stages": STAGES, "current": "text_model", "value": 0.5}})  # 25 % of the load
     if mock.behaviour.hold_loads:
         await mock.release.wait()
     else:
         await asyncio.sleep(0)
     if model in mock.behaviour.pull_fails:  # the child process exits: back to unloaded
         mock.router_states[model] = {"value": "unloaded", "failed": True, "exit_code": 1}
+        _emit(mock, model, "model_status", {"status": "unloaded", "exit_code": 1})
         return
     mock.router_states.pop(model, None)
     _set_loaded(mock, model, True)
+    _emit(mock, model, "model_status", {"status": "loaded", "info": {"id": model}})
 
 
 async def router_unload(mock: MockBackend, request: web.Request) -> web.StreamResponse:
