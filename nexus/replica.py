@@ -171,10 +171,8 @@ class Gateway:
     @contextlib.asynccontextmanager
     async def _engine_loop(self, scraper: EngineScraper) -> AsyncIterator[None]:
         """The engines' own load signals, read off the request path: by the leader for
-        the fleet (published with its health), or by this replica alone."""
-        if not scraper.backends:
-            yield
-            return
+        the fleet (published with its health), or by this replica alone. It runs with
+        no engine to read too: backends added at run time may have one."""
         fleet = self.fleet
         if fleet is None:
             scrapes: LoopFactory = scraper.run_forever

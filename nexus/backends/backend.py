@@ -21,7 +21,7 @@ class Backend:
     # Static facts the pipeline reads on every decision are copied into plain slots:
     # one attribute load each, no property call, no walk through `config`.
     __slots__ = ("_api_key", "base_url", "config", "context_window", "free", "health",
-                 "json_mode", "kind", "max_concurrent", "metrics", "models", "name",
+                 "json_mode", "kind", "load_seconds", "max_concurrent", "metrics", "models", "name",
                  "openai_api", "origin", "prices", "priority", "restricted_zone", "shown_url",
                  "state", "tier", "tools", "transitions", "vision")
 
@@ -52,6 +52,9 @@ class Backend:
         self.context_window = can.context_window
         # model → its load or unload under way (lifecycle operations, fleet-wide)
         self.transitions: dict[str, Transition] = {}
+        # model → how long its last load here took (s), measured by a lifecycle
+        # operation anywhere in the fleet: what a cold model costs a request
+        self.load_seconds: dict[str, float] = {}
         # Where it came from: "config" (the file; fixed while running), "api" (added at
         # run time, kept in the store), "mdns" (found on the network)
         self.origin = "config"

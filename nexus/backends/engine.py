@@ -34,7 +34,7 @@ class EngineSignals(msgspec.Struct, kw_only=True):
     kv_usage: float | None = None        # 0..1 of the KV cache in use
     prefix_queries: float | None = None  # cumulative token counts of the prefix cache
     prefix_hits: float | None = None
-    loaded: frozenset[str] | None = None  # models in memory (Ollama's /api/ps)
+    loaded: frozenset[str] | None = None  # models in memory (/api/ps, llama-server /models)
     ours: int = 0                        # the fleet's requests in flight there when read
     read_at: float = 0.0                 # time.monotonic() of the reading
     max_age: float = 5.0                 # older than this: stale, ignored
@@ -120,6 +120,25 @@ class _Loaded(msgspec.Struct):
 
 class _Ps(msgspec.Struct):
     models: list[_Loaded] = msgspec.field(default_factory=list)
+
+
+def parse_router_models(body: bytes) -> frozenset[str] | None:
+    """llama-server in router mode: the models whose status is `loaded` (a sleeping,
+    unloaded or loading one is present but cold); None if the listing says nothing."""
+    try:
+        listing = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return None
+    loaded = set()
+    for entry in data:
+        status = entry.get("status") if isinstance(entry, dict) else None
+        value = status.get("value") if isinstance(status, dict) else status
+        if value == "loaded" and isinstance(entry.get("id"), str):
+            loaded.add(entry["id"])
+    return frozenset(loaded)
 
 
 def parse_ollama_ps(body: bytes, in_flight: int, max_age: float) -> EngineSignals:

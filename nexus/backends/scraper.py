@@ -1,8 +1,9 @@
 """Read each backend's engine signals on its interval, off the request path.
 
 Which engine a backend runs comes from `engine` in its config ("auto": by its type:
-vllm → vLLM's /metrics, llamacpp → llama-server's /metrics and /props, ollama →
-/api/ps; "sglang" for an SGLang server behind a generic type; "off" for none). A
+vllm → vLLM's /metrics, llamacpp → llama-server's /metrics and /props (and, in
+router mode, /models: which models are in memory, which sleep), ollama → /api/ps;
+"sglang" for an SGLang server behind a generic type; "off" for none). A
 scrape that fails leaves the last reading to go stale: it says nothing of the
 backend's health, which the health checks decide.
 """
@@ -27,6 +28,7 @@ from nexus.backends.engine import (
     parse_ollama_ps,
     parse_prometheus,
     parse_props_slots,
+    parse_router_models,
 )
 from nexus.backends.recorder import OutcomeRecorder
 from nexus.backends.registry import Registry
@@ -37,6 +39,7 @@ BY_TYPE = {"vllm": "vllm", "llamacpp": "llamacpp", "ollama": "ollama"}
 PROMETHEUS = {"vllm": VLLM, "sglang": SGLANG, "llamacpp": LLAMACPP}
 STALE_AFTER_INTERVALS = 3  # a reading older than this many intervals is not trusted
 MIN_MAX_AGE_SECONDS = 2.0
+DEFAULT_STEP_SECONDS = 1.0  # with no engine to read yet: how often to look again
 
 
 def engine_of(backend: Backend) -> str | None:
@@ -54,6 +57,7 @@ class EngineScraper:
         self.session = session
         self.recorder = recorder
         self._slots: dict[str, int | None] = {}   # llama-server's, asked once
+        self._router: dict[str, bool] = {}  # llama-server: in router mode (has /models)?
         self._due: dict[str, float] = {}
 
     @property
@@ -64,12 +68,11 @@ class EngineScraper:
                           publish: Callable[[], Awaitable[None]] | None = None) -> None:
         """Scrape whatever is due, as often as the shortest interval asks; in a fleet
         only the leader scrapes (`should_scrape`) and publishes what it read."""
-        scraped = self.backends
-        if not scraped:
-            return
-        step = min(b.config.engine_interval_seconds for b, _ in scraped)
+        # Backends added at run time are scraped too: the loop runs even with none yet.
+        step = min((b.config.engine_interval_seconds for b, _ in self.backends),
+                   default=DEFAULT_STEP_SECONDS)
         async for _ in ticks(step):
-            if should_scrape():
+            if should_scrape() and self.backends:
                 await self.scrape_due()
                 if publish is not None:
                     await publish()
@@ -101,10 +104,26 @@ class EngineScraper:
             return None if body is None else parse_ollama_ps(body, backend.fleet_in_flight,
                                                              max_age)
         text = await self._get(backend, "/metrics")
-        if text is None:
+        if engine != "llamacpp":
+            return None if text is None else parse_prometheus(text.decode(),
+                                                              PROMETHEUS[engine], max_age)
+        slots = await self._llamacpp_slots(backend)
+        signals = None if text is None else parse_prometheus(text.decode(), LLAMACPP,
+                                                             max_age, slots)
+        loaded = await self._router_loaded(backend)
+        if loaded is None:
+            return signals
+        if signals is None:  # a router without --metrics still says what is loaded
+            signals = EngineSignals(running=backend.fleet_in_flight,
+                                    read_at=time.monotonic(), max_age=max_age)
+        return msgspec.structs.replace(signals, loaded=loaded)
+
+    async def _router_loaded(self, backend: Backend) -> frozenset[str] | None:
+        if self._router.get(backend.name) is False:
             return None
-        slots = await self._llamacpp_slots(backend) if engine == "llamacpp" else None
-        return parse_prometheus(text.decode(), PROMETHEUS[engine], max_age, slots)
+        body = await self._get(backend, "/models")
+        self._router[backend.name] = body is not None  # a plain llama-server: 404
+        return None if body is None else parse_router_models(body)
 
     async def _llamacpp_slots(self, backend: Backend) -> int | None:
         if backend.name not in self._slots:

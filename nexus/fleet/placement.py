@@ -28,6 +28,7 @@ from nexus.backends.registry import Registry
 from nexus.backends.transition import Transition
 from nexus.config.schema import LifecycleConfig
 from nexus.core.errors import BadRequest, Conflict, NotFound, NotImplementedHere
+from nexus.core.tasks import stop_if_cancelled
 from nexus.store.base import Placements
 from nexus.store.errors import StoreError
 
@@ -49,6 +50,7 @@ class Operation(msgspec.Struct, kw_only=True):
     ended_at: float | None = None
     heartbeat_at: float
     replica: str = ""
+    load_seconds: float | None = None  # how long the server took to load the model
 
     def stale(self, now: float, timeout: float) -> bool:
         return self.state == "running" and now - self.heartbeat_at > timeout
@@ -161,8 +163,11 @@ class Placement:
         target = backends[-1]
         self._mark(target, "loading", operation)
         share = 0.8 if operation.kind == "migrate" else 1.0
+        began = time.monotonic()
         await self.ops.load(target, model, operation.path,
                             self._progress(operation, 0, share))
+        operation.load_seconds = round(time.monotonic() - began, 2)
+        target.load_seconds[model] = operation.load_seconds
         target.transitions.pop(model, None)
         self._serves(target, model)  # routable here the moment it is loaded
         if operation.kind == "migrate":  # the target serves: the source can let go
@@ -201,6 +206,7 @@ class Placement:
                 for name in operation.backends:
                     await self.store.renew_claim(name, operation.id, ttl)
                 await self._save(operation)
+            stop_if_cancelled()  # redis-py may swallow a cancel, or turn it into an error
 
     async def _save(self, operation: Operation) -> None:
         await self.store.save_operation(operation.id, msgspec.json.encode(operation),
@@ -224,7 +230,8 @@ class Placement:
         ones), so this replica's routing keeps off a backend that is loading."""
         now = time.time()
         running: dict[tuple[str, str], Transition] = {}
-        for raw in await self.store.recent_operations(LISTED):
+        timed: dict[tuple[Backend, str], float] = {}
+        for raw in await self.store.recent_operations(LISTED):  # newest first
             operation = _decode(raw)
             if operation.state == "running" and not operation.stale(now, self.timeout):
                 running[_moving(operation)] = Transition(
@@ -234,6 +241,10 @@ class Placement:
                 loaded = self.registry.get(operation.backends[-1])
                 if loaded is not None:  # a load done elsewhere: routable here too
                     self._serves(loaded, operation.model)
+                    if operation.load_seconds is not None:  # the newest load's time
+                        timed.setdefault((loaded, operation.model), operation.load_seconds)
+        for (backend, model), seconds in timed.items():
+            backend.load_seconds[model] = seconds
         self._adopt(running)
 
     def _adopt(self, running: dict[tuple[str, str], Transition]) -> None:
@@ -252,6 +263,7 @@ class Placement:
         while True:
             with contextlib.suppress(StoreError):
                 await self.sync()
+            stop_if_cancelled()  # redis-py may swallow a cancel, or turn it into an error
             await asyncio.sleep(self.config.sync_interval_seconds)
 
     async def close(self) -> None:

@@ -31,7 +31,9 @@ def explain(router: Router, request: RoutingRequest) -> dict[str, Any]:
                     "free_capacity": round(s.parts.free_capacity, 4),
                     "speed": round(s.parts.speed, 4), "quality": round(s.parts.quality, 4),
                     "cache": round(s.parts.cache, 4), "warmth": round(s.parts.warmth, 4),
-                    "adjustment": s.parts.adjustment} for s in trace.scores],
+                    "adjustment": s.parts.adjustment,
+                    "cold": s.cold}
+                   for s in trace.scores],
     }
 
 

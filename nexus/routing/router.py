@@ -38,7 +38,7 @@ from nexus.routing.reconcilers.scheduler import SchedulerReconciler, bring_back
 from nexus.routing.reconcilers.tier import TierReconciler
 from nexus.routing.rejection import no_viable_backend, waiting_helps
 from nexus.routing.request import RoutingRequest
-from nexus.routing.scoring import ScoreParts, Scorer
+from nexus.routing.scoring import ScoreParts, Scorer, cold_reason
 from nexus.routing.strategies import Strategies
 from nexus.routing.types import Queue, Reject, RejectionReason, Route, RoutingDecision
 from nexus.tenants.model import TenantSpend
@@ -51,6 +51,7 @@ class ScoreRow(msgspec.Struct):
     model: str
     backend: str
     parts: ScoreParts
+    cold: str | None = None  # why it scores lower: the model loads there first
 
 
 class Trace(msgspec.Struct):
@@ -164,7 +165,9 @@ class Router:
             intent = self._intent(request, fallback)
             decision = self.pipeline.run(intent, None if trace is None else trace.effects)
             if trace is not None:
-                trace.scores += [ScoreRow(model=intent.resolved_model, backend=b.name, parts=p)
+                model = intent.resolved_model
+                trace.scores += [ScoreRow(model=model, backend=b.name, parts=p, cold=None
+                                          if p.warmth == 1.0 else cold_reason(b, model))
                                  for b, p in self.scheduler.score_table(intent)]
             known = known or intent.model_served
             if isinstance(decision, Route):

@@ -65,6 +65,14 @@ def warmth(backend: Backend, model: str, now: float) -> float:
     return 1.0 if model in engine.loaded else COLD
 
 
+def cold_reason(backend: Backend, model: str) -> str:
+    """Why a cold backend scores lower: the load a request there waits for first."""
+    seconds = backend.load_seconds.get(model)
+    cost = f"its last load there took {seconds:g} s" if seconds is not None \
+        else "its load time there is not measured yet"
+    return f"cold: {model} is not in memory on {backend.name} and loads first ({cost})"
+
+
 def cache_room(backend: Backend, now: float) -> float:
     engine = backend.state.engine
     if engine is None or engine.kv_usage is None or now - engine.read_at > engine.max_age:

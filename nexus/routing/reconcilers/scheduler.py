@@ -11,7 +11,7 @@ from nexus.backends.health import Health
 from nexus.config.schema import QueueConfig
 from nexus.routing.affinity import Affinity, AffinityKey
 from nexus.routing.intent import RoutingIntent
-from nexus.routing.scoring import ScoreParts, Scorer, capacity, warmth
+from nexus.routing.scoring import ScoreParts, Scorer, capacity, cold_reason, warmth
 from nexus.routing.strategies import Strategy
 from nexus.routing.types import Queue, Reject, RejectionReason, Route, RoutingDecision
 
@@ -65,6 +65,9 @@ class SchedulerReconciler:
             backend, why = _with_affinity(key, affinity, intent.resolved_model, ready,
                                           backend, why)
         reason = why
+        if backend.state.engine is not None and \
+                warmth(backend, intent.resolved_model, time.monotonic()) < 1.0:
+            reason += "; " + cold_reason(backend, intent.resolved_model)
         if intent.fallback_model:
             reason += f"; fallback={intent.resolved_model}"
         if intent.attempt:
