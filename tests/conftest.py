@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,23 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     yield start
     for runner in reversed(runners):
         if runner.server is not None:  # not stopped by the test already
-            await runner.cleanup()
+            await _stopped_within(runner.cleanup(), STOP_WITHIN_SECONDS)
+
+
+STOP_WITHIN_SECONDS = 120.0  # a bound only: a replica that cannot stop fails, never hangs
+
+
+async def _stopped_within(cleanup: Coroutine[Any, Any, None], seconds: float) -> None:
+    """Stop a replica; one that will not stop fails the test with what it waits on."""
+    try:
+        await asyncio.wait_for(cleanup, seconds)
+    except TimeoutError:
+        stacks = []
+        for task in asyncio.all_tasks():
+            out = io.StringIO()
+            task.print_stack(file=out)
+            stacks.append(out.getvalue())
+        pytest.fail("a replica did not stop; its tasks:\n" + "\n".join(stacks))
 
 
 @pytest.fixture

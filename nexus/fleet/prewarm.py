@@ -34,6 +34,7 @@ from nexus.backends.lifecycle import ModelOps, Unsupported
 from nexus.backends.registry import Registry
 from nexus.config.schema import FleetConfig
 from nexus.core.errors import NexusError
+from nexus.core.tasks import stop_if_cancelled
 from nexus.fleet.placement import Placement
 from nexus.store.base import DemandHistory
 from nexus.store.errors import StoreError
@@ -222,4 +223,5 @@ class Prewarm:
                 await self.run_once()
             except StoreError as exc:
                 log.info("pre-warm recommendations skipped this round: %s", exc)
+            stop_if_cancelled()  # redis-py may swallow a cancel, or turn it into an error
             await asyncio.sleep(self.config.prewarm_interval_seconds)

@@ -26,6 +26,7 @@ from nexus.backends.registry import Registry
 from nexus.config.schema import BackendConfig, BackendType, Config, Tier, Zone
 from nexus.core.errors import BadRequest, Conflict, NotFound
 from nexus.core.masking import mask_url
+from nexus.core.tasks import stop_if_cancelled
 from nexus.store.base import Roster as RosterStore
 from nexus.store.errors import StoreError
 
@@ -133,6 +134,7 @@ class Roster:
             while True:
                 with contextlib.suppress(StoreError):
                     await self.sync()
+                stop_if_cancelled()  # redis-py may swallow a cancel, or turn it into an error
                 await asyncio.sleep(self.config.lifecycle.sync_interval_seconds)
         finally:  # checks still running would outlive the replica's session
             for task in list(self._checking):

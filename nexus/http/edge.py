@@ -163,7 +163,8 @@ def _http_message(exc: web.HTTPException) -> str:
         return "The request body is larger than the gateway accepts (server.max_body_bytes)"
     if exc.status == 404:
         return ("No such endpoint; Nexus serves /v1/chat/completions, /v1/completions, "
-                "/v1/embeddings, /v1/messages, /v1/messages/count_tokens, /v1/models, "
-                "/v1/routing/explain, /v1/stats, /v1/budget, /health, /metrics, /dashboard "
-                "and /admin/keys, /admin/teams")
+                "/v1/embeddings, /v1/responses, /v1/messages, /v1/messages/count_tokens, "
+                "/v1/models, /v1/routing/explain, /v1/stats, /v1/budget, /health, /metrics, "
+                "/dashboard, and for operators /admin/keys, /admin/teams, /v1/models/load, "
+                "/v1/models/operations, /v1/backends, /v1/fleet/recommendations")
     return exc.reason

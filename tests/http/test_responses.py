@@ -215,11 +215,12 @@ async def test_auto_asks_the_server_once_and_then_passes_through(
     support = gw.gateway.responses_support
     sdk = client(gw)
     await sdk.responses.create(model="mock-model", input="first")  # asks, translates
-    assert speaks.chat_requests()[-1].path == "/v1/chat/completions"
+    sent = [r for r in speaks.chat_requests() if r.body]  # not the probe's empty body
+    assert sent[-1].path == "/v1/chat/completions"
     await until(lambda: "speaks" in support.known)
     assert support.known["speaks"] is True
     await sdk.responses.create(model="mock-model", input="second")
-    assert speaks.chat_requests()[-1].path == "/v1/responses"
+    assert [r for r in speaks.chat_requests() if r.body][-1].path == "/v1/responses"
     assert support.native(gw.gateway.registry.get("silent")) is False
     await until(lambda: "silent" in support.known)
     assert support.known["silent"] is False
