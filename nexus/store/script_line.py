@@ -42,7 +42,7 @@ class ScriptLine:
         for attempt in range(2):
             connection, held = self._connection, self._connection is not None
             if connection is None:
-                connection = self._connection = await pool.get_connection()
+                connection = await self._connect(pool)
             try:
                 return await self._call(connection, keys, args)
             except (ConnectionError, OSError):
@@ -64,10 +64,21 @@ class ScriptLine:
         except NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
             return await self._send(connection, "EVAL", self._script.script, keys, args)
 
+    async def _connect(self, pool: Any) -> AbstractConnection:
+        connection: AbstractConnection = await pool.get_connection()
+        if self._closed:  # closed while this one connected: the pool had let go already
+            await connection.disconnect()
+            await pool.release(connection)
+            raise ConnectionError("the store is closed")
+        self._connection = connection
+        return connection
+
     async def _drop(self, connection: AbstractConnection) -> None:
+        await connection.disconnect()
+        if self._connection is not connection:  # close() dropped it under a call
+            return
         self._connection = None
         assert self._pool is not None
-        await connection.disconnect()
         await self._pool.release(connection)
 
     @staticmethod

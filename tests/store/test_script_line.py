@@ -4,13 +4,15 @@ Redis that is gone is an error the store's circuit hears of."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError, ResponseError
 
-from nexus.store.script_line import ScriptLine
+from nexus.store.script_line import ScriptLine, resp_command
 from tests.support.redis_server import RedisServer
 
 ECHO = "redis.call('INCR', KEYS[1]); return ARGV[1]"
@@ -87,8 +89,6 @@ async def test_a_redis_that_is_gone_is_a_connection_error(own_redis: RedisServer
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
     from redis.connection import Connection
 
-    from nexus.store.script_line import resp_command
-
     args = ["EVALSHA", "ab" * 20, 2, "{p}:a", "{p}:b", 60000, b'[["r1",30,[[1,0,5]]]]', "é"]
     assert resp_command(args) == b"".join(Connection().pack_command(*args))
 
@@ -102,3 +102,56 @@ async def test_a_closed_line_refuses_calls_and_opens_no_connection(client: redis
     with pytest.raises(ConnectionError, match="closed"):
         await line([f"{redis_prefix}:k"], ["after"])
     assert line._connection is None
+
+
+async def test_a_line_closed_while_it_connects_lets_that_connection_go(
+        client: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store closes its lines, then its pool: a call that was connecting meanwhile
+    must not keep a socket that no one will close."""
+    line = ScriptLine(client, ECHO)
+    pool = client.connection_pool
+    connected, go_on = asyncio.Event(), asyncio.Event()
+    taken: list[Any] = []
+    real_get = pool.get_connection
+
+    async def slow_get_connection() -> Any:
+        connection = await real_get()
+        taken.append(connection)
+        connected.set()
+        await go_on.wait()
+        return connection
+
+    monkeypatch.setattr(pool, "get_connection", slow_get_connection)
+    call = asyncio.create_task(line([f"{redis_prefix}:k"], ["late"]))
+    await connected.wait()
+    await line.close()
+    go_on.set()
+    with pytest.raises(ConnectionError, match="closed"):
+        await call
+    assert not taken[0].is_connected
+    assert line._connection is None
+
+
+async def test_a_line_closed_under_a_call_gives_its_connection_back_once(
+        client: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = ScriptLine(client, ECHO)
+    await line([f"{redis_prefix}:k"], ["warm"])
+    sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def send_then_wait(connection: Any, command: str, script: Any, keys: list[str],
+                             args: list[Any]) -> Any:
+        await connection.send_packed_command(
+            resp_command([command, script, len(keys), *keys, *args]), check_health=False)
+        sent.set()
+        await go_on.wait()  # the answer is on its way when close() comes
+        return await connection.read_response()
+
+    monkeypatch.setattr(ScriptLine, "_send", staticmethod(send_then_wait))
+    call = asyncio.create_task(line([f"{redis_prefix}:k"], ["x"]))
+    await sent.wait()
+    await line.close()
+    go_on.set()
+    with pytest.raises(ConnectionError):  # its connection was closed under it
+        await call
+    assert client.connection_pool._in_use_connections == set()
+    assert await client.ping()  # the pool still lends connections
