@@ -9,12 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import pytest
 
+from tests.support.exclusive import one_worker_at_a_time
 from tests.support.helpers import chat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,27 +31,45 @@ def port_taken(port: int) -> bool:
 
 
 @pytest.fixture
-def procfile_cluster(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    taken = [f"{name}:{port}" for name, port in PORTS.items() if port_taken(port)]
-    assert not taken, f"the Procfile's ports are in use: {taken}"
+def procfile_cluster(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    # The Procfile's ports are fixed: one worker at a time runs its cluster.
+    with one_worker_at_a_time("procfile", tmp_path_factory):
+        taken = [f"{name}:{port}" for name, port in PORTS.items() if port_taken(port)]
+        assert not taken, f"the Procfile's ports are in use: {taken}"
+        process, log = start_honcho(tmp_path)
+        yield process
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+        wait_ports_free()
+
+
+def start_honcho(tmp_path: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     bin_dir = str(Path(sys.executable).parent)  # nexus, python and honcho of this venv
     # No activated venv: PATH without the venv's bin, as in an operator's fresh shell.
     path = ":".join(p for p in os.environ["PATH"].split(":") if p != bin_dir)
     env = {**os.environ, "PATH": path, "NEXUS_VENV": str(Path(bin_dir).parent),
            "NEXUS_REDIS_DIR": str(tmp_path / "redis")}
     env.pop("VIRTUAL_ENV", None)
-    log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115 - closed by the fixture
     process = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-f", "Procfile"],
                                cwd=ROOT, env=env, stdout=log, stderr=log,
                                start_new_session=True)
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+    return process, log
+
+
+def wait_ports_free(within: float = 30.0) -> None:
+    """A child that outlives honcho by a moment still holds its port: the next holder of
+    the lock finds them all free."""
+    deadline = time.monotonic() + within
+    while any(port_taken(port) for port in PORTS.values()):
+        assert time.monotonic() < deadline, "the Procfile's processes did not let go"
+        time.sleep(0.1)
 
 
 async def test_each_replica_of_the_procfile_cluster_routes_a_request(

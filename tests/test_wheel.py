@@ -19,6 +19,7 @@ import redis.asyncio as redis
 from nexus.budget.month import month_of
 from nexus.store.keys import Keys
 from tests.support.cluster import ROOT, to_toml
+from tests.support.exclusive import one_worker_at_a_time, run_folder
 from tests.support.helpers import MockFactory, chat, eventually
 from tests.support.redis_server import RedisServer, free_port
 
@@ -27,8 +28,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with Nexus installed from a freshly built wheel (not editable)."""
-    where = tmp_path_factory.mktemp("wheel")
+    """A venv with Nexus installed from a freshly built wheel (not editable), built once
+    per run: the build writes into the source tree, so workers take turns."""
+    with one_worker_at_a_time("wheel", tmp_path_factory):
+        where = run_folder(tmp_path_factory) / "wheel"
+        bin_dir = where / "venv" / "bin"
+        if not (bin_dir / "nexus").exists():
+            build_and_install(where)
+        return bin_dir
+
+
+def build_and_install(where: Path) -> None:
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w",
                             str(where / "dist"), str(ROOT)], check=True, capture_output=True,
                            text=True)
@@ -39,7 +49,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = where / "venv" / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True,
                    capture_output=True, cwd=where)
-    return where / "venv" / "bin"
 
 
 def test_the_wheel_carries_the_lua_scripts(installed: Path) -> None:
