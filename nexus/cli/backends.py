@@ -11,17 +11,16 @@ import typing
 import urllib.parse
 from typing import Any
 
-from nexus.cli.remote import GatewayError, UsageError, call, gateway_url
+from nexus.cli.remote import GatewayError, UsageError, admin_arguments, call, gateway_url
 from nexus.config.schema import BackendType
 
-ADMIN_KEY_ENV = "NEXUS_ADMIN_KEY"
 TYPES = ["auto", *typing.get_args(BackendType)]
 
 
 def add_actions(parser: argparse.ArgumentParser) -> None:
     """The commands under `nexus backends` (which alone lists the backends)."""
     actions = parser.add_subparsers(title="fleet commands")
-    add = _common(actions.add_parser("add", help="add a backend to the running fleet"))
+    add = admin_arguments(actions.add_parser("add", help="add a backend to the running fleet"))
     add.add_argument("backend_url", metavar="URL")
     add.add_argument("--type", default="auto", choices=TYPES,
                      help="the server's type (default: auto, asked of the server)")
@@ -29,20 +28,11 @@ def add_actions(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--zone", choices=["open", "restricted"], default="open")
     add.add_argument("--tier", type=int, default=1)
     add.add_argument("--priority", type=int, default=50)
-    remove = _common(actions.add_parser("remove", help="take a backend added at run time "
-                                                       "out of the fleet"))
+    remove = admin_arguments(actions.add_parser(
+        "remove", help="take a backend added at run time out of the fleet"))
     remove.add_argument("name")
     add.set_defaults(command=run, action="add")
     remove.set_defaults(command=run, action="remove")
-
-
-def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", help="TOML file naming the gateway's address")
-    parser.add_argument("--url", help="gateway URL (default: from the config)")
-    parser.add_argument("--admin-key-env", default=ADMIN_KEY_ENV, metavar="NAME",
-                        help=f"variable holding the admin key (default {ADMIN_KEY_ENV})")
-    parser.add_argument("--json", action="store_true")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,9 +13,8 @@ import urllib.parse
 from typing import Any
 
 from nexus.cli.inspect import table
-from nexus.cli.remote import GatewayError, UsageError, call, gateway_url
+from nexus.cli.remote import GatewayError, UsageError, admin_arguments, call, gateway_url
 
-ADMIN_KEY_ENV = "NEXUS_ADMIN_KEY"
 BAR = 30
 POLL_SECONDS = 0.5
 
@@ -45,13 +44,9 @@ def add_actions(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", help="TOML file naming the gateway's address")
-    parser.add_argument("--url", help="gateway URL (default: from the config)")
-    parser.add_argument("--admin-key-env", default=ADMIN_KEY_ENV, metavar="NAME",
-                        help=f"variable holding the admin key (default {ADMIN_KEY_ENV})")
+    admin_arguments(parser)
     parser.add_argument("--no-wait", action="store_true",
                         help="print the operation and return at once")
-    parser.add_argument("--json", action="store_true")
     return parser
 
 

@@ -7,6 +7,7 @@ client key, never the key itself, which would show in the process list.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import urllib.error
@@ -17,6 +18,7 @@ from nexus.config.loader import load_config
 from nexus.core.masking import mask_urls_in
 
 DEFAULT_KEY_ENV = "NEXUS_API_KEY"
+ADMIN_KEY_ENV = "NEXUS_ADMIN_KEY"
 
 
 class GatewayError(Exception):
@@ -25,6 +27,16 @@ class GatewayError(Exception):
 
 class UsageError(GatewayError):
     """The command cannot run as asked (exit 2, as for any usage error)."""
+
+
+def admin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of a command that acts on the fleet through a gateway's admin API."""
+    parser.add_argument("--config", help="TOML file naming the gateway's address")
+    parser.add_argument("--url", help="gateway URL (default: from the config)")
+    parser.add_argument("--admin-key-env", default=ADMIN_KEY_ENV, metavar="NAME",
+                        help=f"variable holding the admin key (default {ADMIN_KEY_ENV})")
+    parser.add_argument("--json", action="store_true")
+    return parser
 
 
 def gateway_url(config_path: str | None, url: str | None) -> str:

@@ -14,7 +14,7 @@ import msgspec
 
 from nexus.budget.prices import usd
 from nexus.cli.inspect import table
-from nexus.cli.remote import GatewayError, UsageError, call, gateway_url
+from nexus.cli.remote import ADMIN_KEY_ENV, GatewayError, UsageError, call, gateway_url
 from nexus.config.loader import load_config
 from nexus.store.errors import StoreError
 from nexus.store.redis_store import RedisStore
@@ -29,8 +29,6 @@ from nexus.tenants.ops import (
     team_view,
 )
 from nexus.tenants.table import counted_as
-
-ADMIN_KEY_ENV = "NEXUS_ADMIN_KEY"
 
 
 class Access(Protocol):
