@@ -81,6 +81,7 @@ class Placement:
         self.config = config
         self.ops: ModelOps | None = None  # set once the replica has its HTTP session
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._applied: set[str] = set()  # finished operations whose outcome is in place here
 
     @property
     def timeout(self) -> float:
@@ -159,6 +160,8 @@ class Placement:
         if operation.kind == "unload":
             self._mark(backends[0], "unloading", operation)
             await self.ops.unload(backends[0], model, self._progress(operation, 0, 1))
+            self._lets_go(backends[0], model)
+            self._applied.add(operation.id)
             return
         target = backends[-1]
         self._mark(target, "loading", operation)
@@ -173,6 +176,8 @@ class Placement:
         if operation.kind == "migrate":  # the target serves: the source can let go
             self._mark(backends[0], "unloading", operation)
             await self.ops.unload(backends[0], model, self._progress(operation, share, 1))
+            self._lets_go(backends[0], model)
+        self._applied.add(operation.id)
 
     def _mark(self, backend: Backend, kind: Literal["loading", "unloading"],
               operation: Operation) -> None:
@@ -182,6 +187,15 @@ class Placement:
     def _serves(self, backend: Backend, model: str) -> None:
         if model not in backend.models:
             backend.models = backend.models | {model}
+            self.registry.reindex()
+
+    def _lets_go(self, backend: Backend, model: str) -> None:
+        """After an unload. Ollama and llama-server still list the model (present, cold,
+        loaded again on demand): it stays routable. vLLM lists only the adapters it holds,
+        so an unloaded one is gone, unless the config names it."""
+        if backend.config.type == "vllm" and model in backend.models and \
+                model not in backend.config.models:
+            backend.models = backend.models - {model}
             self.registry.reindex()
 
     def _progress(self, operation: Operation, start: float, end: float) -> Any:
@@ -227,25 +241,45 @@ class Placement:
     # -- the fleet's operations ----------------------------------------------------------
     async def sync(self) -> None:
         """Mark the transitions of operations other replicas run (and clear finished
-        ones), so this replica's routing keeps off a backend that is loading."""
+        ones), so this replica's routing keeps off a backend that is loading; apply once
+        what each finished one left, the newest per backend and model."""
         now = time.time()
         running: dict[tuple[str, str], Transition] = {}
-        timed: dict[tuple[Backend, str], float] = {}
+        finished: list[Operation] = []
         for raw in await self.store.recent_operations(LISTED):  # newest first
             operation = _decode(raw)
             if operation.state == "running" and not operation.stale(now, self.timeout):
                 running[_moving(operation)] = Transition(
                     "unloading" if operation.kind == "unload" else "loading", operation.id,
                     operation.started_at, operation.progress)
-            elif operation.state == "done" and operation.kind != "unload":
-                loaded = self.registry.get(operation.backends[-1])
-                if loaded is not None:  # a load done elsewhere: routable here too
-                    self._serves(loaded, operation.model)
-                    if operation.load_seconds is not None:  # the newest load's time
-                        timed.setdefault((loaded, operation.model), operation.load_seconds)
-        for (backend, model), seconds in timed.items():
-            backend.load_seconds[model] = seconds
+            elif operation.state == "done":
+                finished.append(operation)
+        self._settle(finished)
         self._adopt(running)
+
+    def _settle(self, finished: list[Operation]) -> None:
+        """What finished operations left (newest first): a load done elsewhere is routable
+        here too, an unload lets go. Each is applied once: a health check later than
+        it knows better (a server that restarted without the model)."""
+        decided: set[tuple[str, str]] = set()
+        for operation in finished:
+            for name, loaded in _outcomes(operation):
+                backend = self.registry.get(name)
+                if (name, operation.model) in decided or backend is None:
+                    continue
+                decided.add((name, operation.model))
+                if loaded and operation.load_seconds is not None:  # the newest load's time
+                    backend.load_seconds[operation.model] = operation.load_seconds
+                if operation.id in self._applied:
+                    continue
+                if loaded:
+                    self._serves(backend, operation.model)
+                else:
+                    self._lets_go(backend, operation.model)
+        listed = {op.id for op in finished}
+        self._applied |= listed
+        if len(self._applied) > 2 * LISTED:  # only a listed one can come again
+            self._applied &= listed
 
     def _adopt(self, running: dict[tuple[str, str], Transition]) -> None:
         """The fleet's transitions on this replica's backends; its own stay as they are."""
@@ -269,6 +303,15 @@ class Placement:
     async def close(self) -> None:
         for task in list(self._running.values()):
             task.cancel()
+
+
+def _outcomes(operation: Operation) -> list[tuple[str, bool]]:
+    """(backend, loaded there) for what a finished operation changed."""
+    if operation.kind == "unload":
+        return [(operation.backends[0], False)]
+    if operation.kind == "migrate":
+        return [(operation.backends[1], True), (operation.backends[0], False)]
+    return [(operation.backends[0], True)]
 
 
 def _moving(operation: Operation) -> tuple[str, str]:

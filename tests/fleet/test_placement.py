@@ -144,6 +144,43 @@ async def test_vllm_lora_adapters_load_where_the_server_allows(
     assert (await finished(http, gw, unloading["id"]))["state"] == "done"
 
 
+async def test_an_unloaded_adapter_leaves_every_replica_and_an_old_load_does_not_return(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        redis_server: RedisServer, redis_prefix: str) -> None:
+    """vLLM lists only the adapters it holds: once unloaded, no replica routes to it. And
+    a load finished long ago is applied once: a later health check knows better."""
+    vllm = await mock_backend("vllm", flavor="vllm", models=["base"], runtime_lora=True)
+    one, two = await fleet(gateway, {"url": redis_server.url, "prefix": redis_prefix},
+                           (vllm, {"type": "vllm", "engine": "off"}))
+
+    def serves(replica: RunningGateway) -> bool:
+        return "sql-lora" in replica.gateway.registry.get("vllm").models
+
+    _, loading = await call(http, one, "POST", "/v1/models/load",
+                            {"model": "sql-lora", "backend": "vllm"})
+    assert (await finished(http, one, loading["id"]))["state"] == "done"
+    await until(lambda: serves(two))  # the other replica's next sync
+    _, unloading = await call(http, one, "DELETE", "/v1/models/sql-lora?backend=vllm")
+    assert (await finished(http, two, unloading["id"]))["state"] == "done"
+    assert not serves(one)  # at once where it ran
+    await until(lambda: not serves(two))
+    async with http.post(two.url + "/v1/chat/completions", json=chat("sql-lora")) as r:
+        assert r.status == 404, await r.text()
+    await two.gateway.placement.sync()  # the load, older, does not bring it back
+    assert not serves(two)
+
+    _, again = await call(http, one, "POST", "/v1/models/load",
+                          {"model": "sql-lora", "backend": "vllm"})
+    assert (await finished(http, one, again["id"]))["state"] == "done"
+    await until(lambda: serves(two))
+    vllm.set(models=["base"])  # the server restarted without the adapter
+    backend_two = two.gateway.registry.get("vllm")
+    await two.gateway.checker.check_one(backend_two)
+    assert not serves(two)
+    await two.gateway.placement.sync()
+    assert not serves(two)  # the health check is newer than the load
+
+
 async def test_a_migration_loads_on_the_target_then_unloads_the_source(
         mock_backend: MockFactory, gateway: GatewayFactory,
         http: aiohttp.ClientSession) -> None:

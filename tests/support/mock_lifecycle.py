@@ -12,7 +12,8 @@
   `router_sse` is off (a build without it: 404). `sleeping` lists the models that
   are present but asleep (their status says so; they are not in memory).
 - vLLM: `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`, refused (400) unless
-  `runtime_lora` (VLLM_ALLOW_RUNTIME_LORA_UPDATING).
+  `runtime_lora` (VLLM_ALLOW_RUNTIME_LORA_UPDATING); `/v1/models` lists the adapters it
+  holds, so an unloaded one leaves the list (a request for it: 404).
 
 With `hold_loads`, a load stays under way until the test sets `mock.release`.
 """
@@ -173,5 +174,8 @@ async def lora(mock: MockBackend, request: web.Request) -> web.StreamResponse:
                                   "disabled: set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
                                   "type": "BadRequestError", "code": 400}, status=400)
     name = str(body.get("lora_name"))
-    _set_loaded(mock, name, request.path.endswith("/load_lora_adapter"))
+    loading = request.path.endswith("/load_lora_adapter")
+    _set_loaded(mock, name, loading)
+    if not loading:  # vLLM lists only the adapters it holds
+        mock.behaviour.models = [m for m in mock.behaviour.models if m != name]
     return web.Response(text=f"Success: LoRA adapter '{name}' done")
