@@ -35,6 +35,7 @@ class EngineSignals(msgspec.Struct, kw_only=True):
     prefix_queries: float | None = None  # cumulative token counts of the prefix cache
     prefix_hits: float | None = None
     loaded: frozenset[str] | None = None  # models in memory (/api/ps, llama-server /models)
+    vram_bytes: dict[str, int] | None = None  # GPU memory each loaded model holds (/api/ps)
     ours: int = 0                        # the fleet's requests in flight there when read
     read_at: float = 0.0                 # time.monotonic() of the reading
     max_age: float = 5.0                 # older than this: stale, ignored
@@ -116,6 +117,7 @@ def parse_props_slots(body: bytes) -> int | None:
 class _Loaded(msgspec.Struct):
     name: str = ""
     model: str = ""
+    size_vram: int = 0
 
 
 class _Ps(msgspec.Struct):
@@ -147,4 +149,5 @@ def parse_ollama_ps(body: bytes, in_flight: int, max_age: float) -> EngineSignal
     loaded = msgspec.json.decode(body, type=_Ps).models
     return EngineSignals(running=in_flight,
                          loaded=frozenset(m.name or m.model for m in loaded),
+                         vram_bytes={m.name or m.model: max(0, m.size_vram) for m in loaded},
                          read_at=time.monotonic(), max_age=max_age)

@@ -28,6 +28,8 @@ def add_actions(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--zone", choices=["open", "restricted"], default="open")
     add.add_argument("--tier", type=int, default=1)
     add.add_argument("--priority", type=int, default=50)
+    add.add_argument("--vram-gb", type=float, metavar="GB",
+                     help="GPU memory the server may fill (pre-warm keeps its headroom)")
     remove = admin_arguments(actions.add_parser(
         "remove", help="take a backend added at run time out of the fleet"))
     remove.add_argument("name")
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
                     "tier": args.tier, "priority": args.priority}
             if args.name:
                 body["name"] = args.name
+            if args.vram_gb is not None:
+                body["vram_gb"] = args.vram_gb
             done: dict[str, Any] = call(f"{base}/v1/backends", args.admin_key_env,
                                         json.dumps(body).encode(),
                                         {"Content-Type": "application/json"})

@@ -153,6 +153,9 @@ class BackendConfig(Section):
     # ollama; "sglang" for an SGLang server; "off": none), and how often.
     engine: Literal["auto", "vllm", "sglang", "llamacpp", "ollama", "off"] = "auto"
     engine_interval_seconds: PositiveFloat = 1.0
+    # The GPU memory this server may fill, in GB: pre-warm keeps its headroom of this
+    # (Ollama's /api/ps says what each loaded model holds). None: not said.
+    vram_gb: PositiveFloat | None = None
     # Responses API requests: sent as they are ("native"), translated to chat
     # ("translate"), or "auto": native where the server says it has the route.
     responses: Literal["auto", "native", "translate"] = "auto"

@@ -12,10 +12,11 @@ and looks, per model, for
 
 For each, it names a target: a backend that can load the model (Ollama, llama-server
 in router mode, vLLM's adapters), is healthy, has no copy loaded, and has the room
-(its KV cache leaves `prewarm_headroom_percent` free, where the engine reports it).
+(`prewarm_headroom_percent` of its GPU memory stays free after the load: see
+nexus/fleet/room.py for how that is known, or not).
 Recommendations carry a confidence (0-1) and their reasoning in words, and expire
 after an hour. With `prewarm = "auto"` the leader loads the best of them through the
-lifecycle operations; by default they are advice.
+lifecycle operations, only where the room is known; by default they are advice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nexus.config.schema import FleetConfig
 from nexus.core.errors import NexusError
 from nexus.core.tasks import stop_if_cancelled
 from nexus.fleet.placement import Placement
+from nexus.fleet.room import Room, room_for
 from nexus.store.base import DemandHistory
 from nexus.store.errors import StoreError
 
@@ -107,18 +109,24 @@ def _daily_peak(hourly: dict[int, int], now_hour: int) -> tuple[str, float, str]
     return None
 
 
-def targets(registry: Registry, model: str, headroom_percent: float) -> list[Backend]:
-    """Backends that could take a copy: able to load, healthy, without it loaded, with
-    the room; the ones that have it on disk (cold) first, then the emptiest."""
+def targets(registry: Registry, model: str,
+            headroom_percent: float) -> list[tuple[Backend, Room]]:
+    """Backends that could take a copy: able to load, healthy, without it loaded, not
+    known to lack the room; the ones that have it on disk (cold) first, then those whose
+    room is known, then the roomiest."""
     found = []
     for backend in registry:
         if not backend.health.routable or backend.transitions.get(model) is not None:
             continue
         with contextlib.suppress(Unsupported):
             ModelOps.check(backend, "load")
-            if not _loaded(backend, model) and _has_room(backend, headroom_percent):
-                found.append(backend)
-    return sorted(found, key=lambda b: (model not in b.models, _usage(b)))
+            if _loaded(backend, model):
+                continue
+            room = room_for(backend, model, headroom_percent, registry)
+            if room.fits is not False:
+                found.append((backend, room))
+    return sorted(found, key=lambda t: (model not in t[0].models, t[1].fits is None,
+                                        -t[1].free))
 
 
 def _loaded(backend: Backend, model: str) -> bool:
@@ -126,15 +134,6 @@ def _loaded(backend: Backend, model: str) -> bool:
     if engine is not None and engine.loaded is not None:
         return model in engine.loaded
     return model in backend.models
-
-
-def _usage(backend: Backend) -> float:
-    engine = backend.state.engine
-    return engine.kv_usage if engine is not None and engine.kv_usage is not None else 0.0
-
-
-def _has_room(backend: Backend, headroom_percent: float) -> bool:
-    return _usage(backend) <= 1.0 - headroom_percent / 100
 
 
 class Prewarm:
@@ -168,11 +167,13 @@ class Prewarm:
             if ranked and where:
                 signal, confidence, why = ranked[0]
                 more = "; also " + "; ".join(s[2] for s in ranked[1:]) if ranked[1:] else ""
+                best, room = where[0]
                 found.append(Recommendation(
-                    model=model, backends=[b.name for b in where[:2]], confidence=confidence,
-                    signal=signal, expires_at=round(now + VALID_SECONDS, 3),
-                    reasoning=f"{model}: {why}{more}; {where[0].name} can load it and has "
-                              "no copy loaded"))
+                    model=model, backends=[b.name for b, _ in where[:2]],
+                    confidence=confidence, signal=signal,
+                    expires_at=round(now + VALID_SECONDS, 3),
+                    reasoning=f"{model}: {why}{more}; {best.name} can load it and has no "
+                              f"copy loaded; {room.words}"))
         return sorted(found, key=lambda r: -r.confidence)
 
     async def run_once(self) -> list[Recommendation]:
@@ -194,15 +195,30 @@ class Prewarm:
         for rec in found:
             if started >= self.config.prewarm_max_loads or rec.confidence < AUTO_CONFIDENCE:
                 break
+            target = self._roomy(rec)
+            if target is None:
+                log.info("pre-warm of %s not started: no backend is known to have the "
+                         "room (set vram_gb on Ollama backends)", rec.model)
+                continue
             try:
-                operation = await self.placement.start("load", rec.model, rec.backends[:1])
+                operation = await self.placement.start("load", rec.model, [target])
             except (NexusError, StoreError) as exc:
-                log.info("pre-warm of %s on %s not started: %s", rec.model, rec.backends[0],
-                         exc)
+                log.info("pre-warm of %s on %s not started: %s", rec.model, target, exc)
                 continue
             started += 1
             log.info("pre-warm: %s loads %s on %s (%s)", operation["id"], rec.model,
-                     rec.backends[0], rec.reasoning)
+                     target, rec.reasoning)
+
+    def _roomy(self, rec: Recommendation) -> str | None:
+        """The first of its backends known, now, to have the room: "auto" loads nowhere
+        else, as a load that does not fit evicts a model in use."""
+        for name in rec.backends:
+            backend = self.registry.get(name)
+            if backend is not None and room_for(backend, rec.model,
+                                                self.config.prewarm_headroom_percent,
+                                                self.registry).fits:
+                return name
+        return None
 
     async def current(self) -> dict[str, Any]:
         """What the API and the dashboard show: the leader's latest, unexpired."""

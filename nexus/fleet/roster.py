@@ -44,6 +44,7 @@ class AddBackend(msgspec.Struct, forbid_unknown_fields=True):
     tier: Tier = 1
     priority: Annotated[int, Meta(ge=0, le=100)] = 50
     max_concurrent: Annotated[int, Meta(ge=1)] = 32
+    vram_gb: Annotated[float, Meta(gt=0, le=100_000)] | None = None  # for pre-warm's room
     models: list[Annotated[str, Meta(min_length=1, max_length=256)]] = \
         msgspec.field(default_factory=list)
 
@@ -162,7 +163,8 @@ def _backend_config(wanted: AddBackend, name: str, url: str, kind: str) -> Backe
     return msgspec.convert({"name": name, "url": url, "type": kind, "zone": wanted.zone,
                             "tier": wanted.tier, "priority": wanted.priority,
                             "max_concurrent": wanted.max_concurrent,
-                            "models": wanted.models}, BackendConfig)
+                            "vram_gb": wanted.vram_gb, "models": wanted.models},
+                           BackendConfig)
 
 
 def view(backend: Backend) -> dict[str, Any]:

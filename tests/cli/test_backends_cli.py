@@ -16,10 +16,10 @@ async def test_add_detects_the_type_and_remove_takes_it_out(
     lan = await mock_backend("lan", flavor="ollama", models=["qwen3:8b"])
     gw = await gateway(make_config([backend(fixed)]))
     code, out, err = await nexus("backends", "add", lan.url, "--name", "lab-box",
-                                 "--url", gw.url)
+                                 "--vram-gb", "24", "--url", gw.url)
     assert code == 0, err
     assert out.strip() == f"added lab-box (ollama, {lan.url}): qwen3:8b"
-    assert gw.gateway.registry.get("lab-box") is not None
+    assert gw.gateway.registry.get("lab-box").config.vram_gb == 24
     code, out, _ = await nexus("backends", "--url", gw.url, "--json")
     assert {b["name"] for b in json.loads(out)["backends"]} >= {"fixed", "lab-box"}
     code, _, err = await nexus("backends", "add", lan.url, "--name", "lab-box",

@@ -147,15 +147,24 @@ async def test_served_requests_are_counted_per_model_and_hour(
         await gw.stop()
 
 
+def engine_read(gw: RunningGateway, name: str) -> bool:
+    engine = gw.gateway.registry.get(name).state.engine
+    return engine is not None and engine.vram_bytes is not None
+
+
 async def test_auto_mode_loads_the_recommendation_once(
         mock_backend: MockFactory, gateway: GatewayFactory,
         http: aiohttp.ClientSession) -> None:
     ollama = await mock_backend("gpu", flavor="ollama", models=["other"])
-    (gw,) = await fleet(gateway, None, (ollama, {"type": "ollama"}), replicas=1,
-                        fleet={"prewarm": "auto"})
+    (gw,) = await fleet(gateway, None, (ollama, {"type": "ollama", "vram_gb": 24,
+                                                 "engine_interval_seconds": 0.05}),
+                        replicas=1, fleet={"prewarm": "auto"})
     fixed_clock(gw)
     seed(gw.gateway.store, "qwen3:8b", rising())
-    await gw.gateway.prewarm.run_once()
+    await until(lambda: engine_read(gw, "gpu"), within=30)
+    [rec] = await gw.gateway.prewarm.run_once()
+    assert "gpu holds 4.0 of 24 GB; qwen3:8b's size is unknown, leaving 83% free" in \
+        rec.reasoning
 
     async def operations() -> list[dict[str, Any]]:
         return list((await call(http, gw, "GET", "/v1/models/operations"))[1]["data"])
@@ -196,3 +205,37 @@ async def test_a_backend_without_the_headroom_is_not_a_target(
     roomy.engine.kv_usage = 0.9
     await until(lambda: read("roomy") == 0.9, within=30)
     assert await gw.gateway.prewarm.run_once() == []  # no room anywhere: no advice
+
+
+async def test_auto_mode_loads_only_where_the_room_is_known_and_enough(
+        mock_backend: MockFactory, gateway: GatewayFactory,
+        http: aiohttp.ClientSession) -> None:
+    """A load that does not fit makes Ollama evict a model in use: "auto" loads only
+    where the config's vram_gb and /api/ps show the room, with the model's size as the
+    fleet has seen it; advice still names a backend whose room is unknown."""
+    fast = {"type": "ollama", "engine_interval_seconds": 0.05}
+    holder = await mock_backend("holder", flavor="ollama", models=["qwen3:8b"],
+                                model_gb={"qwen3:8b": 5.0})
+    small = await mock_backend("small", flavor="ollama", models=["other"])  # 4 of 8 GB
+    unknown = await mock_backend("unknown", flavor="ollama", models=["other"])
+    (gw,) = await fleet(gateway, None, (holder, {**fast, "vram_gb": 48}),
+                        (small, {**fast, "vram_gb": 8}), (unknown, fast), replicas=1,
+                        fleet={"prewarm": "auto", "prewarm_headroom_percent": 20})
+    fixed_clock(gw)
+    seed(gw.gateway.store, "qwen3:8b", rising())
+    await until(lambda: all(engine_read(gw, n) for n in ("holder", "small", "unknown")),
+                within=30)
+    [rec] = await gw.gateway.prewarm.run_once()
+    assert rec.backends == ["unknown"]  # small: 4 + 5 GB of 8 leaves no headroom
+    assert "the room on unknown is unknown (no vram_gb" in rec.reasoning
+    _, ops = await call(http, gw, "GET", "/v1/models/operations")
+    assert ops["data"] == []  # nowhere known to have the room: nothing loaded
+    small.set(loaded=[])  # small's model went away: 5 of 8 GB would leave 38 %
+    await until(lambda: not gw.gateway.registry.get("small").state.engine.vram_bytes,
+                within=30)
+    [rec] = await gw.gateway.prewarm.run_once()
+    assert rec.backends == ["small", "unknown"]
+    assert "small holds 0.0 of 8 GB; qwen3:8b takes about 5.0 GB, leaving 38% free" in \
+        rec.reasoning
+    _, ops = await call(http, gw, "GET", "/v1/models/operations")
+    assert [(op["model"], op["backend"]) for op in ops["data"]] == [("qwen3:8b", "small")]

@@ -92,6 +92,7 @@ class Behaviour:
     runtime_lora: bool = False
     router_sse: bool = True   # llama-server's /models/sse (older builds lack it)
     sleeping: list[str] = field(default_factory=list)  # llama-server: present, asleep
+    model_gb: dict[str, float] = field(default_factory=dict)  # Ollama /api/ps size_vram
 
 
 @dataclass
@@ -281,8 +282,9 @@ class MockBackend:
             raise web.HTTPNotFound()
         loaded = self.behaviour.models if self.behaviour.loaded is None \
             else self.behaviour.loaded
+        sizes = {m: int(self.behaviour.model_gb.get(m, 4.0) * 1e9) for m in loaded}
         return web.json_response({"models": [
-            {"name": m, "model": m, "size_vram": 4_000_000_000,
+            {"name": m, "model": m, "size": sizes[m], "size_vram": sizes[m],
              "expires_at": "2099-01-01T00:00:00Z"} for m in loaded]})
 
     async def _lmstudio_models(self, request: web.Request) -> web.StreamResponse:
