@@ -59,6 +59,13 @@ def test_error_inside_a_backend_names_its_index(tmp_path: Path) -> None:
     assert error.key == "backends[0].tier"
 
 
+@pytest.mark.parametrize("value", ["0", "-24", '"24GB"'])
+def test_a_backends_vram_must_be_a_positive_number_of_gb(tmp_path: Path, value: str) -> None:
+    error = error_of(tmp_path, f'[[backends]]\nname="a"\nurl="http://x"\nvram_gb={value}\n')
+    assert error.key == "backends[0].vram_gb"
+    assert str(tmp_path) in str(error)
+
+
 def test_bad_url_is_an_error(tmp_path: Path) -> None:
     error = error_of(tmp_path, '[[backends]]\nname="a"\nurl="ftp://x"\n')
     assert error.key == "backends[0].url"

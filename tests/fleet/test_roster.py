@@ -103,6 +103,8 @@ async def test_a_configured_backend_cannot_be_removed_and_says_why(
     ({"url": "http://127.0.0.1:9", "type": "anthropic"}, "type"),
     ({"url": "http://127.0.0.1:9", "type": "auto"}, "url"),  # nothing answers there
     ({"url": "http://127.0.0.1:9", "extra": 1}, None),
+    ({"url": "http://127.0.0.1:9", "vram_gb": -8}, "vram_gb"),
+    ({"url": "http://127.0.0.1:9", "vram_gb": "24GB"}, "vram_gb"),
 ])
 async def test_hostile_or_careless_additions_get_a_clear_400(
         gateway: GatewayFactory, http: aiohttp.ClientSession, body: dict[str, Any],
