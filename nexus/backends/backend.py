@@ -111,9 +111,12 @@ class Backend:
 
     def set_discovered(self, models: frozenset[str],
                        windows: dict[str, ContextWindow] | None = None,
-                       capabilities: dict[str, frozenset[str]] | None = None) -> None:
+                       capabilities: dict[str, frozenset[str]] | None = None,
+                       sizes: dict[str, int] | None = None) -> None:
         state = self.state
         state.discovered = models
+        if sizes is not None:
+            state.sizes = sizes
         if windows is not None:
             state.windows = windows
         if capabilities is not None:

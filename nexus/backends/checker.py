@@ -15,6 +15,7 @@ from nexus.backends.discovery import (
     Discovery,
     is_loading,
     loading_eta,
+    ollama_sizes,
     parse_models,
     request_headers,
 )
@@ -92,6 +93,8 @@ class HealthChecker:
         if status != 200:
             return Discovery(error=f"model discovery answered HTTP {status}")
         try:
-            return Discovery(models=parse_models(backend.config.type, body))
-        except (ValueError, KeyError, TypeError):
+            kind = backend.config.type
+            return Discovery(models=parse_models(kind, body),
+                             sizes=ollama_sizes(body) if kind == "ollama" else {})
+        except (ValueError, KeyError, TypeError, AttributeError):  # not the shape it should be
             return Discovery(error="model discovery returned an unreadable model list")

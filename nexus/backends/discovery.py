@@ -21,6 +21,7 @@ class Discovery(msgspec.Struct, frozen=True):
     error: str = ""
     windows: dict[str, ContextWindow] = msgspec.field(default_factory=dict)  # by model
     capabilities: dict[str, frozenset[str]] = msgspec.field(default_factory=dict)  # Ollama
+    sizes: dict[str, int] = msgspec.field(default_factory=dict)  # Ollama: bytes on disk
 
 
 def request_headers(backend: Backend) -> dict[str, str]:
@@ -51,6 +52,18 @@ def _ollama_names(data: dict[str, Any]) -> list[str]:
         if name.endswith(":latest"):  # clients may say "llama3" for "llama3:latest"
             names.append(name[: -len(":latest")])
     return names
+
+
+def ollama_sizes(body: bytes) -> dict[str, int]:
+    """Each model's size on disk from Ollama's /api/tags: about what it takes in memory
+    (before its KV cache), for pre-warm's room before the fleet has loaded it."""
+    sizes = {}
+    for item in msgspec.json.decode(body).get("models", []):
+        name, size = str(item.get("name") or item.get("model")), item.get("size")
+        if isinstance(size, int) and size > 0:
+            sizes[name] = size
+            sizes[name.removesuffix(":latest")] = size
+    return sizes
 
 
 def _gemini_names(data: dict[str, Any]) -> list[str]:

@@ -133,7 +133,8 @@ class OutcomeRecorder:
             if result.loading:
                 health.loading(result.loading_eta)
             elif result.models is not None:
-                backend.set_discovered(result.models, result.windows, result.capabilities)
+                backend.set_discovered(result.models, result.windows, result.capabilities,
+                                       result.sizes)
                 health.success()
             else:
                 health.failure(result.error)

@@ -21,7 +21,7 @@ LATENCY_EMA_ALPHA = 0.2
 class BackendState:
     __slots__ = ("capabilities", "discovered", "engine", "health", "in_flight", "latency_at",
                  "latency_ema_ms", "local_latency_ema_ms", "metrics", "remote_in_flight",
-                 "remote_latency", "windows")
+                 "remote_latency", "sizes", "windows")
 
     def __init__(self, failure_threshold: int, recovery_threshold: int) -> None:
         self.health = HealthTracker(failure_threshold, recovery_threshold)
@@ -29,6 +29,7 @@ class BackendState:
         self.discovered: frozenset[str] = frozenset()
         self.windows: dict[str, ContextWindow] = {}  # by model, as the server reports them
         self.capabilities: dict[str, frozenset[str]] = {}  # by model (Ollama's /api/show)
+        self.sizes: dict[str, int] = {}  # bytes on disk by model (Ollama's /api/tags)
         self.in_flight = 0         # this replica's requests to the backend now
         self.remote_in_flight = 0  # the other replicas', as last published
         self.local_latency_ema_ms: float | None = None  # this replica's observations

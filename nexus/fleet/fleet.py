@@ -55,6 +55,7 @@ class PublishedHealth(msgspec.Struct, kw_only=True):
     by: str
     windows: dict[str, ContextWindow] = msgspec.field(default_factory=dict)
     capabilities: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    sizes: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class _Merged:
@@ -238,7 +239,8 @@ class Fleet:
         fields: dict[str, str | int | float] = {b.name: _encode(PublishedHealth(
             state=b.health.state.value, reason=b.health.reason, models=sorted(b.discovered),
             eta=b.health.eta, checked_at=now, by=self.replica_id, windows=b.state.windows,
-            capabilities={m: sorted(c) for m, c in b.state.capabilities.items()})).decode()
+            capabilities={m: sorted(c) for m, c in b.state.capabilities.items()},
+            sizes=b.state.sizes)).decode()
             for b in self.registry}
         if fields:
             await self.leadership.fenced_hset(self.keys.health, fields)
@@ -257,7 +259,8 @@ class Fleet:
             newest = max(newest, seen.checked_at)
             backend.health.adopt(Health(seen.state), seen.reason, seen.eta)
             backend.set_discovered(frozenset(seen.models), seen.windows,
-                                   {m: frozenset(c) for m, c in seen.capabilities.items()})
+                                   {m: frozenset(c) for m, c in seen.capabilities.items()},
+                                   seen.sizes)
             changed = True
         self._health_seen = newest
         if changed:

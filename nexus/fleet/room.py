@@ -2,8 +2,9 @@
 
 Best is GPU memory: a backend whose `vram_gb` the config states, read with what
 Ollama's /api/ps says each loaded model holds, and the model's size as any backend
-of the fleet holding it reports. Next is the engine's KV cache (vLLM, llama-server),
-whose fill says how much memory is spoken for. Failing both, the room is unknown:
+of the fleet holding it reports (else its size on disk, from Ollama's /api/tags).
+Next is the engine's KV cache (vLLM, llama-server), whose fill says how much memory
+is spoken for. Failing both, the room is unknown:
 advice may still name the backend, but "auto" never loads there, since a load that
 does not fit makes the server evict a model that is in use.
 """
@@ -41,21 +42,27 @@ def room_for(backend: Backend, model: str, headroom_percent: float,
                       "no KV cache reading)")
 
 
-def _by_vram(name: str, vram_gb: float, held: dict[str, int], need: int | None,
-             model: str, keep: float) -> Room:
+def _by_vram(name: str, vram_gb: float, held: dict[str, int],
+             need: tuple[int, str] | None, model: str, keep: float) -> Room:
     total = vram_gb * GB
     used = sum(held.values())
-    after = used + (need or 0)
+    after = used + (need[0] if need else 0)
     free = 1.0 - after / total
-    size = f"{model} takes about {need / GB:.1f} GB" if need else f"{model}'s size is unknown"
+    size = f"{model} takes about {need[0] / GB:.1f} GB ({need[1]})" if need else \
+        f"{model}'s size is unknown"
     words = (f"{name} holds {used / GB:.1f} of {vram_gb:g} GB; {size}, leaving "
              f"{max(free, 0.0):.0%} free")
     return Room(free >= keep, words, free)
 
 
-def model_bytes(registry: Registry, model: str) -> int | None:
-    """The GPU memory `model` holds where the fleet has it loaded (the most seen)."""
-    sizes = [engine.vram_bytes[model] for backend in registry
-             if (engine := backend.state.engine) is not None and engine.vram_bytes
-             and engine.vram_bytes.get(model)]  # a past reading still tells the size
-    return max(sizes) if sizes else None
+def model_bytes(registry: Registry, model: str) -> tuple[int, str] | None:
+    """What `model` takes, and how that is known: the GPU memory it holds where the
+    fleet has it loaded (the most seen), else its size on disk (Ollama's /api/tags)."""
+    held = [(engine.vram_bytes[model], backend.name) for backend in registry
+            if (engine := backend.state.engine) is not None and engine.vram_bytes
+            and engine.vram_bytes.get(model)]  # a past reading still tells the size
+    if held:
+        most, where = max(held)
+        return most, f"loaded on {where}"
+    on_disk = [size for backend in registry if (size := backend.state.sizes.get(model))]
+    return (max(on_disk), "its size on disk") if on_disk else None

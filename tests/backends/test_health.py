@@ -103,3 +103,30 @@ def test_passive_connection_error_takes_a_backend_out_at_once() -> None:
     assert tracker.state is Health.UNHEALTHY
     tracker.success()
     assert tracker.state is Health.HEALTHY
+
+
+async def test_ollama_sizes_on_disk_are_read_with_the_model_list(
+        mock_backend: MockFactory, session: aiohttp.ClientSession) -> None:
+    mock = await mock_backend("gpu", flavor="ollama", models=["qwen3:8b", "llama3:latest"],
+                              model_gb={"qwen3:8b": 5.2})
+    checker, registry = checker_for(mock, session, type="ollama")
+    await checker.check_all()
+    sizes = registry.get("gpu").state.sizes
+    assert sizes["qwen3:8b"] == 5_200_000_000
+    assert sizes["llama3"] == sizes["llama3:latest"] == 4_000_000_000
+
+
+@pytest.mark.parametrize("body", [
+    b'[1, 2]', b'{"models": [{"name": "m", "size": -5}, {"name": "n", "size": "big"}]}',
+    b'{"models": "none"}', b'not json'])
+async def test_a_broken_ollama_model_list_is_a_failed_check_not_a_crash(
+        mock_backend: MockFactory, session: aiohttp.ClientSession, body: bytes) -> None:
+    mock = await mock_backend("gpu", flavor="ollama", discovery_body=body)
+    checker, registry = checker_for(mock, session, type="ollama")
+    await checker.check_all()
+    gpu = registry.get("gpu")
+    if b'"size"' in body:  # the list itself is readable: sizes that are not are skipped
+        assert gpu.health.state is Health.HEALTHY
+        assert gpu.state.sizes == {}
+    else:
+        assert "unreadable model list" in gpu.health.reason

@@ -235,7 +235,22 @@ async def test_auto_mode_loads_only_where_the_room_is_known_and_enough(
                 within=30)
     [rec] = await gw.gateway.prewarm.run_once()
     assert rec.backends == ["small", "unknown"]
-    assert "small holds 0.0 of 8 GB; qwen3:8b takes about 5.0 GB, leaving 38% free" in \
-        rec.reasoning
+    assert "small holds 0.0 of 8 GB; qwen3:8b takes about 5.0 GB (loaded on holder), " \
+        "leaving 38% free" in rec.reasoning
     _, ops = await call(http, gw, "GET", "/v1/models/operations")
     assert [(op["model"], op["backend"]) for op in ops["data"]] == [("qwen3:8b", "small")]
+
+
+async def test_before_the_fleet_has_loaded_a_model_its_size_on_disk_counts(
+        mock_backend: MockFactory, gateway: GatewayFactory) -> None:
+    ollama = await mock_backend("gpu", flavor="ollama", models=["other", "qwen3:8b"],
+                                loaded=["other"], model_gb={"qwen3:8b": 6.0})
+    (gw,) = await fleet(gateway, None, (ollama, {"type": "ollama", "vram_gb": 24,
+                                                 "engine_interval_seconds": 0.05}),
+                        replicas=1)
+    fixed_clock(gw)
+    seed(gw.gateway.store, "qwen3:8b", rising())
+    await until(lambda: engine_read(gw, "gpu"), within=30)
+    [rec] = await gw.gateway.prewarm.run_once()
+    assert "gpu holds 4.0 of 24 GB; qwen3:8b takes about 6.0 GB (its size on disk), " \
+        "leaving 58% free" in rec.reasoning

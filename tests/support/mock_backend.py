@@ -41,6 +41,7 @@ class Behaviour:
     delay: float = 0.0               # seconds before answering
     status: int | None = None        # answer inference requests with this error status
     models_status: int | None = None  # answer model discovery with this error status
+    discovery_body: bytes | None = None  # the model list answered as is (a broken one)
     fail_times: int = 0              # with status: fail only the first N requests
     retry_after: str | None = None   # with status: the Retry-After header to send
     loading: bool = False            # answer 503 "loading model" everywhere
@@ -92,7 +93,7 @@ class Behaviour:
     runtime_lora: bool = False
     router_sse: bool = True   # llama-server's /models/sse (older builds lack it)
     sleeping: list[str] = field(default_factory=list)  # llama-server: present, asleep
-    model_gb: dict[str, float] = field(default_factory=dict)  # Ollama /api/ps size_vram
+    model_gb: dict[str, float] = field(default_factory=dict)  # Ollama's sizes (tags, ps)
 
 
 @dataclass
@@ -242,6 +243,9 @@ class MockBackend:
         if self.behaviour.models_status is not None:
             return web.json_response({"error": "discovery failing"},
                                      status=self.behaviour.models_status)
+        if self.behaviour.discovery_body is not None:
+            return web.Response(body=self.behaviour.discovery_body,
+                                content_type="application/json")
         return None
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
@@ -316,8 +320,9 @@ class MockBackend:
         gated = self._discovery_gate()
         if gated is not None:
             return gated
-        return web.json_response({"models": [{"name": m, "model": m, "size": 1}
-                                             for m in self.behaviour.models]})
+        return web.json_response({"models": [
+            {"name": m, "model": m, "size": int(self.behaviour.model_gb.get(m, 4.0) * 1e9)}
+            for m in self.behaviour.models]})
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         return await mock_gemini.generate(self, request)
