@@ -82,6 +82,8 @@ class Placement:
         self.ops: ModelOps | None = None  # set once the replica has its HTTP session
         self._running: dict[str, asyncio.Task[None]] = {}
         self._applied: set[str] = set()  # finished operations whose outcome is in place here
+        # What finished before this replica started, its first health check knows better.
+        self._started_at = time.time()
 
     @property
     def timeout(self) -> float:
@@ -259,8 +261,9 @@ class Placement:
 
     def _settle(self, finished: list[Operation]) -> None:
         """What finished operations left (newest first): a load done elsewhere is routable
-        here too, an unload lets go. Each is applied once: a health check later than
-        it knows better (a server that restarted without the model)."""
+        here too, an unload lets go. Each is applied once, and only if it ended after this
+        replica started: a health check later than it knows better (a server that
+        restarted without the model)."""
         decided: set[tuple[str, str]] = set()
         for operation in finished:
             for name, loaded in _outcomes(operation):
@@ -270,7 +273,8 @@ class Placement:
                 decided.add((name, operation.model))
                 if loaded and operation.load_seconds is not None:  # the newest load's time
                     backend.load_seconds[operation.model] = operation.load_seconds
-                if operation.id in self._applied:
+                if operation.id in self._applied or \
+                        (operation.ended_at or 0.0) < self._started_at:
                     continue
                 if loaded:
                     self._serves(backend, operation.model)

@@ -181,6 +181,26 @@ async def test_an_unloaded_adapter_leaves_every_replica_and_an_old_load_does_not
     assert not serves(two)  # the health check is newer than the load
 
 
+async def test_a_replica_started_later_believes_the_server_over_an_old_load(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        redis_server: RedisServer, redis_prefix: str) -> None:
+    vllm = await mock_backend("vllm", flavor="vllm", models=["base"], runtime_lora=True)
+    fields = {"type": "vllm", "engine": "off"}
+    redis = {"url": redis_server.url, "prefix": redis_prefix}
+    (one,) = await fleet(gateway, redis, (vllm, fields), replicas=1)
+    _, loading = await call(http, one, "POST", "/v1/models/load",
+                            {"model": "sql-lora", "backend": "vllm"})
+    assert (await finished(http, one, loading["id"]))["state"] == "done"
+    vllm.set(models=["base"])  # then the server restarted without the adapter
+    (two,) = await fleet(gateway, redis, (vllm, fields), replicas=1)
+    await two.gateway.placement.sync()
+    assert "sql-lora" not in two.gateway.registry.get("vllm").models
+    _, again = await call(http, one, "POST", "/v1/models/load",
+                          {"model": "sql-lora", "backend": "vllm"})
+    assert (await finished(http, one, again["id"]))["state"] == "done"
+    await until(lambda: "sql-lora" in two.gateway.registry.get("vllm").models)  # newer
+
+
 async def test_a_migration_loads_on_the_target_then_unloads_the_source(
         mock_backend: MockFactory, gateway: GatewayFactory,
         http: aiohttp.ClientSession) -> None:
