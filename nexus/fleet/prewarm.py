@@ -129,6 +129,13 @@ def targets(registry: Registry, model: str,
                                         -t[1].free))
 
 
+def _cloud_only(registry: Registry, model: str) -> bool:
+    """Served by cloud APIs alone: its name means nothing to Ollama's registry or a
+    llama-server's models, and a pull of it would fail or fetch a stranger."""
+    serving = registry.serving(model)
+    return bool(serving) and all(b.is_cloud for b in serving)
+
+
 def _loaded(backend: Backend, model: str) -> bool:
     engine = backend.state.engine
     if engine is not None and engine.loaded is not None:
@@ -162,6 +169,8 @@ class Prewarm:
                 by_model.setdefault(model, {})[hour] = requests
         found = []
         for model, hourly in sorted(by_model.items()):
+            if _cloud_only(self.registry, model):
+                continue  # a cloud API's model: no local server has it to load
             ranked = sorted(signals(hourly, now_hour), key=lambda s: -s[1])
             where = targets(self.registry, model, self.config.prewarm_headroom_percent)
             if ranked and where:

@@ -84,6 +84,20 @@ def test_flat_thin_or_unfinished_demand_recommends_nothing() -> None:
 
 
 # -- through a running gateway ---------------------------------------------------------------
+async def test_a_model_only_a_cloud_api_serves_is_never_recommended(
+        mock_backend: MockFactory, gateway: GatewayFactory) -> None:
+    ollama = await mock_backend("gpu", flavor="ollama", models=["other"])
+    cloud = await mock_backend("cloud", models=["gpt-4o"])
+    (gw,) = await fleet(gateway, None, (ollama, {"type": "ollama"}),
+                        (cloud, {"type": "openai", "api_key_env": "OAI",
+                                 "models": ["gpt-4o"]}), replicas=1)
+    fixed_clock(gw)
+    seed(gw.gateway.store, "gpt-4o", rising())
+    seed(gw.gateway.store, "qwen3:8b", rising())
+    recs = await gw.gateway.prewarm.run_once()
+    assert [r.model for r in recs] == ["qwen3:8b"]  # gpt-4o's demand is the cloud's
+
+
 async def test_one_replica_recommends_a_backend_that_can_load_it_and_only_advises(
         mock_backend: MockFactory, gateway: GatewayFactory,
         http: aiohttp.ClientSession) -> None:
