@@ -65,8 +65,10 @@ def backend_config(found: Announced) -> BackendConfig | None:
     address = ipaddress.ip_address(found.addresses[0])
     host = f"[{address}]" if address.version == 6 else str(address)
     url = f"http://{host}:{found.port}" + (f"/{path}" if path else "")
+    # Zone "open" whatever the TXT says: anyone on the LAN can announce a server, so
+    # requests whose data must stay in the restricted zone never reach one.
     return BackendConfig(name=backend_name(found.service, found.service_type), url=url,
-                         type=kind)  # type: ignore[arg-type]  # checked against TYPES
+                         type=kind, zone="open")  # type: ignore[arg-type]  # in TYPES
 
 
 class MdnsDiscovery:

@@ -52,6 +52,12 @@ def test_a_service_becomes_a_backend(found: Announced, expected: tuple[str, str,
     assert (config.name, config.url, config.type) == expected
 
 
+def test_an_announcement_cannot_claim_the_restricted_zone() -> None:
+    config = backend_config(announced(type="ollama", zone="restricted", tier="5"))
+    assert config is not None
+    assert (config.zone, config.tier) == ("open", 1)  # anyone on the LAN can announce
+
+
 @pytest.mark.parametrize("found", [
     announced(type="anthropic"),          # a cloud API is configured, never announced
     announced(type="ollama", api_path="../../admin"),

@@ -131,6 +131,10 @@ async def test_the_admin_key_is_needed_to_add_or_remove_once_keys_exist(
         assert status == 401
         status, _ = await call(http, gw, "GET", "/v1/fleet/recommendations", **headers)
         assert status == 401
+        status, _ = await call(http, gw, "GET", "/v1/backends", **headers)
+        assert status == 401  # the fleet's addresses are not a tenant's to read
+        status, _ = await call(http, gw, "DELETE", "/v1/backends/anything", **headers)
+        assert status == 401
     status, _ = await call(http, gw, "POST", "/v1/backends", {"url": extra.url},
                            Authorization="Bearer admin-secret-0000000")
     assert status == 201
