@@ -117,7 +117,9 @@ class Roster:
                 self._adopt_from_store(name, raw)
         for backend in list(self.registry):
             if backend.origin == "api" and backend.name not in records:
-                self.registry.remove(backend.name)
+                self.registry.remove(backend.name)  # removed elsewhere, or Redis was wiped
+                log.info("backend %s is no longer in the store: no longer served",
+                         backend.name)
 
     def _adopt_from_store(self, name: str, raw: bytes) -> None:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from nexus.store.errors import StoreError
 from tests.fleet.test_placement import FAST, call
 from tests.support.helpers import (
     GatewayFactory,
@@ -151,3 +152,31 @@ async def test_with_redis_away_an_addition_is_a_503_not_a_half_added_backend(
                                  {"url": extra.url, "name": "gpu-extra"})
     assert (status, refused["error"]["code"]) == (503, "store_unavailable")
     assert gw.gateway.registry.get("gpu-extra") is None
+
+
+async def test_a_wiped_redis_takes_the_added_backends_out_everywhere_and_says_so(
+        mock_backend: MockFactory, gateway: GatewayFactory, http: aiohttp.ClientSession,
+        own_redis: RedisServer, redis_prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The store is the list: a replica never keeps serving what it no longer holds (nor
+    mistakes an unreachable Redis for an empty one), and the log says what went."""
+    fixed = await mock_backend("fixed")
+    extra = await mock_backend("extra", flavor="ollama", models=["qwen3:8b"])
+    config = make_config([backend(fixed)], lifecycle=FAST,
+                         redis={"url": own_redis.url, "prefix": redis_prefix})
+    one = await gateway(config)
+    status, _ = await call(http, one, "POST", "/v1/backends",
+                           {"url": extra.url, "name": "gpu-extra"})
+    assert status == 201
+    own_redis.kill()  # away: what it held stays served
+    with pytest.raises(StoreError):
+        await one.gateway.roster.sync()
+    assert one.gateway.registry.get("gpu-extra") is not None
+    own_redis.restart()
+    own_redis.client().flushall()  # back, and wiped
+    caplog.set_level("INFO", logger="nexus.fleet.roster")
+    await until(lambda: one.gateway.registry.get("gpu-extra") is None)
+    assert "gpu-extra is no longer in the store" in caplog.text
+    assert await served(http, one, "qwen3:8b") == 404
+    status, _ = await call(http, one, "POST", "/v1/backends",
+                           {"url": extra.url, "name": "gpu-extra"})
+    assert status == 201  # added again, into the new store
