@@ -27,11 +27,14 @@ class Kind(msgspec.Struct, frozen=True):
     # response_format types the API can honour: Anthropic's structured output takes a
     # schema; it has nothing for json_object, so routing sends that elsewhere.
     json_formats: frozenset[str] = BOTH_JSON_MODES
+    # Whether its model list keeps a model it unloaded (Ollama's disk, llama-server's
+    # router: present, cold) or drops it (vLLM lists only the adapters it holds).
+    lists_unloaded: bool = True
 
 
 KINDS: dict[str, Kind] = {
     "ollama": Kind(Api.OPENAI, cloud=False, discovery_path="/api/tags"),
-    "vllm": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),
+    "vllm": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models", lists_unloaded=False),
     "llamacpp": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),
     "lmstudio": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),
     "generic": Kind(Api.OPENAI, cloud=False, discovery_path="/v1/models"),

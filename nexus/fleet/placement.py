@@ -192,10 +192,10 @@ class Placement:
             self.registry.reindex()
 
     def _lets_go(self, backend: Backend, model: str) -> None:
-        """After an unload. Ollama and llama-server still list the model (present, cold,
-        loaded again on demand): it stays routable. vLLM lists only the adapters it holds,
-        so an unloaded one is gone, unless the config names it."""
-        if backend.config.type == "vllm" and model in backend.models and \
+        """After an unload: where the server's list drops what it unloaded (vLLM), the
+        model is gone, unless the config names it; elsewhere it stays, cold, loaded
+        again on demand."""
+        if not backend.kind.lists_unloaded and model in backend.models and \
                 model not in backend.config.models:
             backend.models = backend.models - {model}
             self.registry.reindex()
