@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 import aiohttp
+import msgspec
 
-from nexus.fleet.prewarm import signals
+from nexus.fleet.prewarm import Published, Recommendation, signals
 from nexus.store.base import SpendLedger
+from nexus.store.keys import Keys
 from tests.fleet.test_placement import call, fleet
 from tests.support.helpers import (
     GatewayFactory,
@@ -142,6 +144,14 @@ async def test_the_leader_computes_and_every_replica_answers_from_redis(
         assert status == 200
         assert answer["by"] == leader.gateway.replica_id
         assert [r["model"] for r in answer["recommendations"]] == ["qwen3:8b"]
+    # A leader deposed while it was paused writes nothing: the epoch fences it.
+    redis_server.client().incr(Keys(redis_prefix).leader_epoch)
+    forged = Published(recommendations=[Recommendation(
+        model="forged", backends=["gpu"], confidence=1.0, reasoning="stale", signal="rising",
+        expires_at=NOW + 3600)], computed_at=NOW, by=leader.gateway.replica_id, mode="auto")
+    await leader.gateway.fleet.publish_recommendations(msgspec.json.encode(forged))
+    _, answer = await call(http, other, "GET", "/v1/fleet/recommendations")
+    assert "forged" not in [r["model"] for r in answer["recommendations"]]
 
 
 async def test_served_requests_are_counted_per_model_and_hour(
